@@ -1,0 +1,1 @@
+"""Numpy kernels for TNN layers and the graph runner."""

@@ -1,0 +1,1 @@
+"""Read and write TNN model files (.tnnproto text and .tnnmodel binary)."""
