@@ -1,1 +1,19 @@
-"""Read and write TNN model files (.tnnproto text and .tnnmodel binary)."""
+"""Read and write TNN model files (.tnnproto text and .tnnmodel binary).
+
+    net = tnnformat.load("m.tnnproto", "m.tnnmodel")
+    tnnformat.save(net, "out.tnnproto", "out.tnnmodel")
+
+What is written is laid out exactly as TNN's own packer writes it, so TNN loads it.
+"""
+from __future__ import annotations
+
+from .errors import TnnFormatError
+from .files import load, save
+from .layer_types import known_types
+from .net import BLOB_SCALE_SUFFIX, DataType, Layer, Net, RawBuffer, Resource
+from .random_resources import with_random_resources
+
+__all__ = [
+    "BLOB_SCALE_SUFFIX", "DataType", "Layer", "Net", "RawBuffer", "Resource", "TnnFormatError",
+    "known_types", "load", "save", "with_random_resources",
+]
