@@ -1,0 +1,69 @@
+"""The graph rewrites TNN applies when it loads a model on its CPU reference device.
+
+TNN's quantization tool calibrates, and its runtime executes, the graph *after* these
+rewrites (source/tnn/optimizer/net_optimizer_fuse_conv_post.cc), so to compute what TNN
+computes we apply them too. Only the rewrite that is active on the NAIVE device for float
+models is here: an activation that directly follows a convolution in the layer list is fused
+into it. (Conv+Add fusion only runs on already-quantized models and is numerically the same.)
+"""
+from __future__ import annotations
+
+import copy
+from typing import Dict, List
+
+from tnnformat import Layer, Net
+
+RELU, RELU6, SIGMOID_MUL = 0x0001, 0x0002, 0x0100
+#: TNN's ActivationType for each fusable activation layer.
+ACTIVATION_TYPES: Dict[str, int] = {"ReLU": RELU, "Relu": RELU, "ReLU6": RELU6, "Relu6": RELU6,
+                                     "Sigmoid": SIGMOID_MUL, "Swish": SIGMOID_MUL}
+CONV_TYPES = ("Convolution", "Deconvolution")
+
+
+def _used_after(layers: List[Layer], start: int, blob: str) -> bool:
+    return any(blob in layer.inputs for layer in layers[start:])
+
+
+def fuse_conv_activation(net: Net) -> Net:
+    """A copy of `net` where each activation that immediately follows a convolution (in layer
+    order) and is the only user of its output becomes the convolution's `activation_type`.
+
+    As in TNN: Sigmoid fuses only as `x * sigmoid(x)` (Sigmoid then Mul of the conv output and
+    the sigmoid output); a quantized convolution takes only ReLU and ReLU6; a convolution
+    that already has an activation is left alone. The convolution takes over the activation's
+    output blob, so later layers and scales see the same names.
+    """
+    layers = net.layers
+    fused: List[Layer] = [layers[0]] if layers else []
+    index = 1
+    while index < len(layers):
+        current, previous = layers[index], layers[index - 1]
+        kind = ACTIVATION_TYPES.get(current.type)
+        if previous.type not in CONV_TYPES or kind is None or len(previous.outputs) != 1:
+            fused.append(current)
+            index += 1
+            continue
+        conv_out = previous.outputs[0]
+        absorbed = [current]
+        if current.type == "Sigmoid":
+            after = layers[index + 1] if index + 1 < len(layers) else None
+            if not (after is not None and after.type == "Mul"
+                    and after.inputs == [conv_out, current.outputs[0]]):
+                fused.append(current)
+                index += 1
+                continue
+            absorbed.append(after)
+        end = index + len(absorbed)
+        allowed = not previous.quantized or kind in (RELU, RELU6)
+        if (current.inputs == [conv_out] and previous.params.get("activation_type", 0) == 0
+                and allowed and not _used_after(layers, end, conv_out)):
+            conv = copy.copy(fused[-1])
+            conv.params = dict(conv.params, activation_type=kind)
+            conv.outputs = list(absorbed[-1].outputs)
+            fused[-1] = conv
+        else:
+            fused.extend(absorbed)
+        index = end
+    out = copy.copy(net)
+    out.layers = fused
+    return out

@@ -1,0 +1,163 @@
+"""Each calibration method against values worked out by hand (or by a plain loop)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from kernels.rounding import round_half_away
+from quantization_cmd.blob_methods import BLOB_METHODS, BlobStats, aciq, asy_min_max, min_max
+from quantization_cmd.blob_methods.kl_divergence import kl_thresholds
+from quantization_cmd.observers import BINS, HistogramObserver, RangeObserver
+from quantization_cmd.weight_methods import admm
+from quantization_cmd.weight_methods import asy_min_max as weight_asy
+from quantization_cmd.weight_methods import min_max as weight_min_max
+
+
+def stats_of(x: np.ndarray, per_tensor=False, mean_abs=False, histogram=False) -> BlobStats:
+    observer = RangeObserver(x.shape[1], per_tensor, mean_abs)
+    observer.observe(x)
+    stats = BlobStats("b", x.shape[1:], 0, observer)
+    if histogram:
+        stats.histogram = HistogramObserver(observer.absmax, observer.valid)
+        stats.histogram.observe(x)
+    return stats
+
+
+def test_round_half_away_from_zero():
+    values = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 0.49999997, -2.5000002], np.float32)
+    assert round_half_away(values).tolist() == [1, 2, 3, -1, -2, 0, -3]
+
+
+def test_range_and_mean_abs_per_channel_and_per_tensor():
+    x = np.array([[[[1.0, -2.0]], [[0.5, 0.0]]], [[[3.0, 0.0]], [[-4.0, 1.0]]]], np.float32)
+    s = stats_of(x, mean_abs=True)
+    assert s.range.min.tolist() == [-2.0, -4.0] and s.range.max.tolist() == [3.0, 1.0]
+    # channel 0: sample means of |x| are 1.5 and 1.5; channel 1: 0.25 and 2.5
+    np.testing.assert_allclose(s.range.mean_abs, [1.5, 1.375])
+    t = stats_of(x, per_tensor=True, mean_abs=True)
+    assert t.range.absmax.tolist() == [4.0]
+    np.testing.assert_allclose(t.range.mean_abs, [(0.875 + 2.0) / 2])
+
+
+def test_min_max_scale_is_tnn_bin_centre_formula():
+    x = np.array([[[[0.0, -2.54]], [[1.27, 0.5]]]], np.float32)
+    scale, zp = min_max.scales(stats_of(x))
+    expected = [(2047.5 / np.float64(np.float32(2048 / np.float32(2.54)))) / 127,
+                (2047.5 / np.float64(np.float32(2048 / np.float32(1.27)))) / 127]
+    np.testing.assert_allclose(scale, expected, rtol=1e-7)
+    assert scale[0] < 2.54 / 127 and zp.tolist() == [0, 0]
+
+
+def test_histogram_bins_skip_zeros_and_clamp_the_top():
+    x = np.array([[[[0.0, 1.0, 0.5, -0.25, 0.0, 1.0]]]], np.float32)
+    s = stats_of(x, histogram=True)
+    counts = s.histogram.counts[0]
+    assert counts.sum() == 4  # the two zeros are not counted
+    assert counts[2047] == 2 and counts[1024] == 1 and counts[512] == 1
+
+
+def test_asymmetric_scale_and_zero_point():
+    scale, zp = asy_min_max.asymmetric(np.array([-1.0, 0.5, -3.0]), np.array([3.0, 2.0, -1.0]))
+    # [-1, 3]: 4/254, zp = 127 - round(3 / (4/254)) = 127 - 191 = -64
+    # [0, 2] (min clipped to 0): 2/254, zp = 127 - 254 = -127
+    # [-3, 0] (max clipped to 0): 3/254, zp = 127
+    np.testing.assert_allclose(scale, [4 / 254, 2 / 254, 3 / 254], rtol=1e-6)
+    assert zp.tolist() == [-64, -127, 127]
+    # the range's ends land on 127 and -127 (within a rounding step) after adding the zero point
+    q_max = round_half_away(np.float32(3.0) / scale[0]) + zp[0]
+    q_min = round_half_away(np.float32(-1.0) / scale[0]) + zp[0]
+    assert q_max == 127 and q_min in (-127, -128)
+
+
+def test_aciq_thresholds():
+    x = np.random.default_rng(0).laplace(0, 0.5, (4, 2, 16, 16)).astype(np.float32)
+    s = stats_of(x, mean_abs=True)
+    scale, _ = aciq.laplace_scales(s)
+    np.testing.assert_allclose(scale, 9.89675982 * s.range.mean_abs / 127, rtol=1e-6)
+    scale, _ = aciq.gauss_scales(s)
+    const = 0.175 * (1 + math.sqrt(math.pi * math.log(4)))
+    sigma = s.range.absmax * 2 * const / math.sqrt(2 * math.log(256))  # N = H * W per channel
+    np.testing.assert_allclose(scale, 3.92403714 * sigma / 127, rtol=1e-6)
+    per_tensor = stats_of(x, per_tensor=True)
+    scale, _ = aciq.gauss_scales(per_tensor)
+    sigma = per_tensor.range.absmax * 2 * const / math.sqrt(2 * math.log(512))  # N = C * H * W
+    np.testing.assert_allclose(scale, 3.92403714 * sigma / 127, rtol=1e-6)
+
+
+def kl_loop(p: np.ndarray) -> int:
+    """The KL search spelled out as TNN describes it, one candidate at a time."""
+    best, best_i = 1e6, 128
+    for i in range(128, BINS):
+        ref = p[:i].copy()
+        ref[i - 1] += p[i:].sum()
+        width = i / 128
+        expanded = np.zeros(i)
+        for j in range(128):
+            start, end = j * width, (j + 1) * width
+            lo, hi = math.ceil(start), math.floor(end)
+            left, right = lo - start, end - hi
+            mass = left * p[lo - 1] * (left > 0) + right * p[min(hi, BINS - 1)] * (right > 0) + p[lo:hi].sum()
+            value = mass / (left + right + hi - lo)
+            if left > 0:
+                expanded[lo - 1] += value * left
+            if right > 0 and hi < i:
+                expanded[hi] += value * right
+            expanded[lo:hi] += value
+        kl = np.sum(ref * np.log(ref / expanded))
+        if kl < best:
+            best, best_i = kl, i
+    return best_i
+
+
+@pytest.mark.parametrize("spread", [0.3, 1.0, 4.0])
+def test_kl_matches_the_plain_loop(spread):
+    rng = np.random.default_rng(int(spread * 10))
+    values = np.abs(np.concatenate([rng.standard_normal(50000) * spread, rng.standard_normal(50) * 20]))
+    counts = np.histogram(values, bins=BINS, range=(0, values.max()))[0] + 1e-7
+    p = counts / counts.sum()
+    assert kl_thresholds(p[None])[0] == kl_loop(p)
+
+
+def test_kl_clips_a_distribution_with_far_outliers():
+    """A Gaussian with a few huge outliers: KL clips far below the outliers, MIN_MAX does not."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 1, 64, 64)).astype(np.float32)
+    x[0, 0, 0, :4] = 60.0
+    s = stats_of(x, histogram=True)
+    kl_scale, _ = BLOB_METHODS[2].scales(s)
+    mm_scale, _ = min_max.scales(s)
+    assert kl_scale[0] * 127 < 12 and mm_scale[0] * 127 > 59
+
+
+def test_weight_min_max_within_half_a_step():
+    w = np.random.default_rng(0).standard_normal((4, 27)).astype(np.float32)
+    q, scale, zp = weight_min_max.quantize(w)
+    np.testing.assert_allclose(scale, np.abs(w).max(1) / 127, rtol=1e-7)
+    assert np.all(np.abs(q.astype(np.float32) * scale[:, None] - w) <= scale[:, None] / 2 + 1e-7)
+    assert np.abs(q).max() == 127 and zp.tolist() == [0] * 4
+
+
+def test_weight_asymmetric_dequantizes_within_half_a_step():
+    w = np.random.default_rng(1).uniform(-0.2, 1.0, (3, 50)).astype(np.float32)
+    q, scale, zp = weight_asy.quantize(w)
+    restored = (q.astype(np.float32) - zp[:, None]) * scale[:, None]
+    assert np.all(np.abs(restored - w) <= scale[:, None] / 2 * 1.0001)
+
+
+def test_admm_converges_to_a_fixed_point_and_never_increases_the_error():
+    w = np.random.default_rng(2).standard_normal((6, 300)).astype(np.float32)
+    q, scale, _ = admm.quantize(w)
+    # a fixed point: rounding at the final scale gives the final q, and the scale is the
+    # least-squares scale of that q
+    again = np.clip(round_half_away(w / (scale[:, None] + np.float32(1e-9))), -127, 127)
+    assert np.array_equal(again, q)
+    qf = q.astype(np.float64)
+    np.testing.assert_allclose(scale, (w * qf).sum(1) / (qf * qf).sum(1), rtol=1e-6)
+    # alternating minimization: the error is at most the starting point's
+    start = np.abs(w).max(1) / (127 * 1.25)
+    q0 = np.clip(round_half_away(w / start[:, None]), -127, 127)
+    err_start = ((q0 * start[:, None] - w) ** 2).sum(1)
+    err_admm = ((q * scale[:, None].astype(np.float64) - w) ** 2).sum(1)
+    assert np.all(err_admm <= err_start + 1e-9)
