@@ -1,0 +1,124 @@
+"""eval_cmd: top-1 / top-5 accuracy of a TNN model (float or int8) on a labeled image folder.
+
+TNN ships a C++ tool of this name (tools/evaluation) taking `-p -m -i -g`; ours takes the
+same, plus quantization_cmd's preprocessing flags and labels from synset-prefixed file names.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import click
+import numpy as np
+
+import tnnformat
+from tnnformat import TnnFormatError
+
+from .cli_support import Samples, model_input, preprocessing_options
+from .inputs import IMAGE_SUFFIXES, list_input_files
+
+
+class LabelError(click.ClickException):
+    pass
+
+
+def labels_from_file(path: Path, files: List[Path]) -> Dict[str, int]:
+    """`<file name> <class index>` per line; every image in the folder must have one."""
+    labels: Dict[str, int] = {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelError(f"cannot read label file '{path}': {exc}") from None
+    for number, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise LabelError(f"{path}, line {number}: expected '<file name> <class index>', got '{line}'")
+        labels[Path(parts[0]).name] = int(parts[1])
+    missing = [f.name for f in files if f.name not in labels]
+    if missing:
+        raise LabelError(f"label file '{path}' has no label for {len(missing)} image(s), "
+                         f"e.g. '{missing[0]}'")
+    return {f.name: labels[f.name] for f in files}
+
+
+def labels_from_synsets(path: Path, files: List[Path]) -> Dict[str, int]:
+    """Line k of the synset file is class k; each image name starts with its synset and '_'."""
+    try:
+        synsets = [line.split()[0] for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelError(f"cannot read synset file '{path}': {exc}") from None
+    index = {synset: k for k, synset in enumerate(synsets)}
+    labels = {}
+    for f in files:
+        synset = f.name.split("_")[0]
+        if synset not in index:
+            raise LabelError(f"image '{f.name}': synset '{synset}' is not in '{path}'")
+        labels[f.name] = index[synset]
+    return labels
+
+
+def accuracy(scores: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
+    """Top-1 and top-5 rates of class scores (n, classes) against labels (n,)."""
+    top5 = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+    return {"top1": float(np.mean(top5[:, 0] == labels)),
+            "top5": float(np.mean(np.any(top5 == labels[:, None], axis=1))),
+            "n": int(labels.size)}
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-p", "--proto", required=True, type=click.Path(dir_okay=False), help="TNN proto file.")
+@click.option("-m", "--model", required=True, type=click.Path(dir_okay=False), help="TNN model file.")
+@click.option("-i", "--input_path", required=True, type=click.Path(file_okay=False),
+              help=f"Folder of labeled images ({' '.join(IMAGE_SUFFIXES)}).")
+@click.option("-g", "--ground_truth", type=click.Path(dir_okay=False),
+              help="Label file: lines '<file name> <class index>'.")
+@click.option("--synsets", type=click.Path(dir_okay=False),
+              help="Synset list (line k = class k); labels come from file names '<synset>_...'.")
+@preprocessing_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as a JSON object (top1, top5, n).")
+def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias, scale, as_json):
+    """Top-1 and top-5 accuracy of a float or int8 TNN model on labeled images."""
+    from kernels import Interpreter
+
+    if (ground_truth is None) == (synsets is None):
+        raise click.UsageError("give the labels with exactly one of -g/--ground_truth and --synsets")
+    started = time.perf_counter()
+    try:
+        net = tnnformat.load(proto, model)
+        interpreter = Interpreter(net)
+    except (TnnFormatError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    input_name, shape, prep = model_input(net, reverse_channel, bias, scale)
+    folder = Path(input_path)
+    if not folder.is_dir():
+        raise click.ClickException(f"input folder '{input_path}' does not exist")
+    files = [f for f in list_input_files(folder) if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise click.ClickException(f"no images ({' '.join(IMAGE_SUFFIXES)}) in '{input_path}'")
+    labels = labels_from_file(Path(ground_truth), files) if ground_truth else labels_from_synsets(Path(synsets), files)
+
+    samples = Samples(files, input_name, shape, prep)
+    scores, truth = [], []
+    for path, batch in samples.each_file("evaluating"):
+        output = next(iter(interpreter.forward({input_name: batch}).values()))
+        scores.append(output.reshape(output.shape[0], -1))
+        truth.extend([labels[path.name]] * output.shape[0])
+    if not scores:
+        raise click.ClickException(f"none of the {len(files)} images in '{input_path}' could be read")
+    result = accuracy(np.concatenate(scores), np.array(truth))
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"top-1: {100 * result['top1']:.2f}%  top-5: {100 * result['top5']:.2f}%  "
+                   f"on {result['n']} images ({len(samples.skipped)} skipped) "
+                   f"in {time.perf_counter() - started:.1f} s")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
