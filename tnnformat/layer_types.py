@@ -13,7 +13,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .params import REQUIRED, Field, Float, FloatList, Int, IntList, IntRest, Tokens
+from .params import Field, Float, Int, IntList, IntRest, Tokens
 from .resource_fields import Buffer, Flag, IfInt8, Item, LayerName, ZeroPointScale
 
 FLT_MAX = float(np.finfo(np.float32).max)
