@@ -1,0 +1,106 @@
+"""How far the int8 model drifts from the float one, blob by blob.
+
+Both models run on the same inputs; for every blob the int8 model quantizes we accumulate,
+over all samples, the sums that give cosine similarity, SQNR and the largest absolute error,
+so nothing but one batch of blobs is held at a time. The table is sorted worst first, which
+puts the layer where accuracy is lost at the top (TNN's tool says nothing about it).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional
+
+import numpy as np
+
+from kernels import Interpreter
+from tnnformat import Net
+
+
+@dataclass
+class BlobError:
+    """Running sums of one blob's float (f) and int8 (q) values."""
+
+    name: str
+    layer: str
+    fq: float = 0.0
+    ff: float = 0.0
+    qq: float = 0.0
+    ee: float = 0.0
+    max_abs: float = 0.0
+
+    def add(self, f: np.ndarray, q: np.ndarray) -> None:
+        f64, q64 = f.astype(np.float64).ravel(), q.astype(np.float64).ravel()
+        diff = f64 - q64
+        self.fq += float(f64 @ q64)
+        self.ff += float(f64 @ f64)
+        self.qq += float(q64 @ q64)
+        self.ee += float(diff @ diff)
+        self.max_abs = max(self.max_abs, float(np.abs(diff).max(initial=0.0)))
+
+    @property
+    def cosine(self) -> float:
+        if self.ff == 0 and self.qq == 0:
+            return 1.0
+        return self.fq / math.sqrt(self.ff * self.qq) if self.ff and self.qq else 0.0
+
+    @property
+    def sqnr_db(self) -> float:
+        if self.ee == 0:
+            return math.inf
+        return 10 * math.log10(self.ff / self.ee) if self.ff else -math.inf
+
+
+@dataclass
+class Fidelity:
+    blobs: List[BlobError]
+    outputs: List[BlobError]
+    samples: int = 0
+    top1_agree: Optional[int] = None  # None when the output does not look like class scores
+
+    @property
+    def worst_first(self) -> List[BlobError]:
+        return sorted(self.blobs, key=lambda b: (b.cosine, b.sqnr_db))
+
+
+def _class_scores(value: np.ndarray) -> Optional[np.ndarray]:
+    """(n, classes) if `value` looks like one score vector per sample, else None."""
+    flat = value.reshape(value.shape[0], -1)
+    squeezable = value.ndim == 2 or all(d == 1 for d in value.shape[2:])
+    return flat if squeezable and flat.shape[1] >= 2 else None
+
+
+def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarray]]) -> Fidelity:
+    """Run both models on every batch and compare each int8 blob with its float value."""
+    producers = {blob: layer for layer in int8_net.layers for blob in layer.outputs}
+    compared = [blob for layer in int8_net.layers if layer.quantized for blob in layer.outputs]
+    compared = [b for b in dict.fromkeys(compared) if b not in int8_net.outputs]
+    errors = {b: BlobError(b, producers[b].name) for b in compared}
+    outputs = {b: BlobError(b, producers[b].name if b in producers else "") for b in int8_net.outputs}
+    result = Fidelity(list(errors.values()), list(outputs.values()))
+    float_run, int8_run = Interpreter(float_net), Interpreter(int8_net)
+    first_output = int8_net.outputs[0]
+    agree: Optional[int] = 0
+    for batch in batches:
+        reference: Dict[str, np.ndarray] = {}
+
+        def keep(layer, blob: str, value: np.ndarray) -> None:
+            if blob in errors:
+                reference[blob] = value
+
+        def compare(layer, blob: str, value: np.ndarray) -> None:
+            if blob in errors:
+                errors[blob].add(reference.pop(blob), value)
+
+        expected = float_run.forward(batch, hook=keep)
+        got = int8_run.forward(batch, hook=compare)
+        for name, err in outputs.items():
+            err.add(expected[name], got[name])
+        scores = _class_scores(expected[first_output])
+        if scores is None or agree is None:
+            agree = None
+        else:
+            agree += int(np.sum(scores.argmax(1) == _class_scores(got[first_output]).argmax(1)))
+        result.samples += next(iter(batch.values())).shape[0]
+    result.top1_agree = agree
+    return result

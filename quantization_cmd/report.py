@@ -1,0 +1,129 @@
+"""The fidelity table for the terminal and the self-contained HTML report.
+
+The HTML page embeds its plots as base64 PNG so it opens offline; plots need matplotlib
+(extra `report`), the table does not.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .blob_methods import BLOB_METHODS, BlobStats
+from .calibrate import BlobScale
+from .fidelity import Fidelity
+from .observers import BINS
+
+
+def _number(value: float, digits: int = 4) -> str:
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.{digits}f}"
+
+
+def table_rows(fidelity: Fidelity) -> List[List[str]]:
+    rows = [["blob", "layer", "cosine", "SQNR dB", "max abs err"]]
+    for err in fidelity.worst_first + fidelity.outputs:
+        rows.append([err.name + (" (output)" if err in fidelity.outputs else ""), err.layer,
+                     _number(err.cosine, 6), _number(err.sqnr_db, 1), _number(err.max_abs, 4)])
+    return rows
+
+
+def agreement_line(fidelity: Fidelity) -> str:
+    if fidelity.top1_agree is None:
+        return f"{fidelity.samples} samples compared"
+    rate = 100.0 * fidelity.top1_agree / max(fidelity.samples, 1)
+    return (f"top-1 agreement of int8 with float: {fidelity.top1_agree}/{fidelity.samples} "
+            f"({rate:.1f}%)")
+
+
+def format_table(fidelity: Fidelity, limit: Optional[int] = None) -> str:
+    """The table as aligned text, worst blob first (all rows unless `limit`)."""
+    rows = table_rows(fidelity)
+    body = rows[1:]
+    hidden = 0
+    if limit is not None and len(body) > limit + len(fidelity.outputs):
+        hidden = len(body) - limit - len(fidelity.outputs)
+        body = body[:limit] + body[len(body) - len(fidelity.outputs):]
+    widths = [max(len(r[i]) for r in [rows[0]] + body) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [rows[0]] + body]
+    if hidden:
+        lines.insert(limit + 1, f"... {hidden} more blobs (see --report) ...")
+    return "\n".join(lines + [agreement_line(fidelity)])
+
+
+def _thresholds(scale: BlobScale) -> np.ndarray:
+    """|x| at which each channel clips: 127 steps from the zero point, the larger side."""
+    zp = scale.zero_point.astype(np.float64)
+    return np.maximum(127 - zp, 127 + zp) * scale.scale
+
+
+def _blob_histogram(stats: BlobStats) -> tuple:
+    """All channels' |x| histograms re-binned onto one axis [0, largest absmax]."""
+    absmax = stats.range.absmax
+    top = float(absmax.max()) if absmax.size else 0.0
+    counts = stats.histogram.counts
+    if top <= 0:
+        return np.zeros(BINS), 1.0
+    centers = (np.arange(BINS) + 0.5)[None, :] / stats.histogram.interval[:, None]
+    target = np.minimum((centers * (BINS / top)).astype(np.int64), BINS - 1)
+    return np.bincount(target.ravel(), weights=counts.ravel(), minlength=BINS), top
+
+
+def _plot(stats: BlobStats, scale: BlobScale) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts, top = _blob_histogram(stats)
+    edges = np.linspace(0, top, BINS + 1)
+    fig, ax = plt.subplots(figsize=(6, 2.2), dpi=80)
+    ax.bar(edges[:-1], counts, width=top / BINS, align="edge", color="#4a78b0", linewidth=0)
+    ax.set_yscale("log")
+    thresholds = _thresholds(scale)
+    for t in thresholds[: 64]:
+        ax.axvline(t, color="#d9534f", alpha=max(0.15, 1.0 / math.sqrt(thresholds.size)), linewidth=1)
+    ax.set_xlim(0, top * 1.02)
+    ax.set_xlabel("|x|  (red: clipping threshold" + ("s" if thresholds.size > 1 else "") + ")")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def write_html(path: str, title: str, fidelity: Fidelity, stats: Dict[str, BlobStats],
+               scales: Dict[str, BlobScale]) -> None:
+    """One self-contained page: the fidelity table and every observed blob's histogram."""
+    rows = table_rows(fidelity)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+             "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+             "td:first-child,td:nth-child(2),th{text-align:left}.bad{background:#fbe3e3}</style>",
+             f"</head><body><h1>{html.escape(title)}</h1>",
+             f"<p>{html.escape(agreement_line(fidelity))}</p>",
+             "<h2>int8 against float, worst blob first</h2><table>",
+             "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in rows[0]) + "</tr>"]
+    for row, err in zip(rows[1:], fidelity.worst_first + fidelity.outputs):
+        flag = " class='bad'" if err.cosine < 0.99 else ""
+        parts.append(f"<tr{flag}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    parts.append("</table><h2>Activation histograms and chosen thresholds</h2>")
+    for blob, s in stats.items():
+        method = BLOB_METHODS[s.method].name
+        granularity = "per tensor" if s.range.per_tensor else f"per channel ({s.channels})"
+        parts.append(f"<h3>{html.escape(blob)}</h3><p>{method}, {granularity}, range "
+                     f"[{float(s.range.min.min()):.4g}, {float(s.range.max.max()):.4g}]</p>")
+        if s.histogram is not None:
+            parts.append(f"<img alt='histogram of {html.escape(blob)}' "
+                         f"src='data:image/png;base64,{_plot(s, scales[blob])}'>")
+    parts.append("</body></html>")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(parts))
+
+
