@@ -1,0 +1,24 @@
+"""onnx2tnn: convert ONNX models to TNN models (needs the `onnx` extra).
+
+    net = tnnformat.onnx2tnn.convert("model.onnx", {"input": (1, 3, 224, 224)})
+    tnnformat.save(net, "model.tnnproto", "model.tnnmodel")
+
+Importing `tnnformat` never imports onnx, and neither does importing this package: the names
+below load the converter (and onnx) on first use, so the command line can say plainly when
+onnx is not installed.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {"convert": "convert", "convert_with_summary": "convert", "load_model": "convert",
+            "Summary": "convert", "ConversionError": "errors", "supported_ops": "ops"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -1,0 +1,149 @@
+"""The ONNX graph as onnx2tnn works on it: plain nodes, numpy constants and static shapes.
+
+Folding and fusions rewrite this small structure instead of protobufs, so each pass reads
+like the graph rewrite it is; the original ModelProto is never touched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .errors import ConversionError
+
+Shape = Tuple[int, ...]
+
+#: Oldest default-domain opset we convert (the ops' semantics we follow start there).
+MIN_OPSET = 7
+#: Domain of the nodes our fusions make for TNN layers ONNX has no op for.
+TNN_DOMAIN = "tnn"
+
+
+@dataclass
+class Node:
+    """One ONNX node; `attrs` holds python values (tensors as numpy arrays)."""
+
+    op_type: str
+    name: str
+    inputs: List[str]
+    outputs: List[str]
+    attrs: Dict[str, Any] = field(default_factory=dict)
+    domain: str = ""
+    proto: Optional[onnx.NodeProto] = None  # the original node, for constant folding
+
+    @property
+    def label(self) -> str:
+        """The name TNN's converter gives the layer: the node's name, else its first output."""
+        return self.name or self.outputs[0]
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        return self.attrs.get(name, default)
+
+
+@dataclass
+class Graph:
+    opset: int
+    nodes: List[Node]
+    constants: Dict[str, np.ndarray]
+    inputs: Dict[str, Shape]  # real (non-constant) graph inputs with their static shapes
+    input_types: Dict[str, int]  # ONNX elem type of each input
+    outputs: List[str]
+    shapes: Dict[str, Shape] = field(default_factory=dict)
+    types: Dict[str, int] = field(default_factory=dict)  # ONNX elem type of every known value
+
+    def producer(self, name: str) -> Optional[Node]:
+        for node in self.nodes:
+            if name in node.outputs:
+                return node
+        return None
+
+    def consumers(self, name: str) -> List[Node]:
+        return [node for node in self.nodes if name in node.inputs]
+
+    def uses(self, name: str) -> int:
+        """How many node inputs and graph outputs read `name`."""
+        return sum(node.inputs.count(name) for node in self.nodes) + self.outputs.count(name)
+
+    def rename(self, old: str, new: str) -> None:
+        """Every reader of `old` reads `new` instead."""
+        for node in self.nodes:
+            node.inputs = [new if name == old else name for name in node.inputs]
+
+    def const(self, name: str) -> Optional[np.ndarray]:
+        return self.constants.get(name) if name else None
+
+
+def attribute_values(node: onnx.NodeProto) -> Dict[str, Any]:
+    values: Dict[str, Any] = {}
+    for attribute in node.attribute:
+        value = helper.get_attribute_value(attribute)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif isinstance(value, onnx.TensorProto):
+            value = numpy_helper.to_array(value)
+        values[attribute.name] = value
+    return values
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    raise ConversionError("the model imports no default-domain (ai.onnx) opset")
+
+
+def _declared_shape(value: onnx.ValueInfoProto) -> Optional[List[Optional[int]]]:
+    """The declared dims, None for a dim without a fixed size; None if no shape is declared."""
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in tensor.shape.dim]
+
+
+def _input_shape(value: onnx.ValueInfoProto, given: Optional[Sequence[int]]) -> Shape:
+    declared = _declared_shape(value)
+    name = value.name
+    if given is not None:
+        given = tuple(int(d) for d in given)
+        if any(d <= 0 for d in given):
+            raise ConversionError(f"input '{name}': every dim of the given shape must be positive, "
+                                  f"got {','.join(map(str, given))}")
+        if declared is not None and len(declared) != len(given):
+            raise ConversionError(f"input '{name}' has rank {len(declared)} but the given shape "
+                                  f"{','.join(map(str, given))} has rank {len(given)}")
+        return given
+    if declared is None or any(d is None for d in declared):
+        dims = value.type.tensor_type.shape.dim
+        shown = ",".join(d.dim_param or (str(d.dim_value) if d.dim_value > 0 else "?") for d in dims)
+        example = ",".join(str(d) if d is not None else "1" for d in (declared or [1, 3, 224, 224]))
+        what = f"a dynamic shape ({shown})" if declared is not None else "no declared shape"
+        raise ConversionError(f"input '{name}' has {what}; give its shape with "
+                              f"--input-shape {name}:{example}")
+    return tuple(int(d) for d in declared)  # type: ignore[arg-type]
+
+
+def from_model(model: onnx.ModelProto,
+               input_shapes: Optional[Mapping[str, Sequence[int]]] = None) -> Graph:
+    """The working graph of `model`, with every real input at a static shape."""
+    opset = default_opset(model)
+    if opset < MIN_OPSET:
+        raise ConversionError(f"the model uses opset {opset}; onnx2tnn converts opset {MIN_OPSET} "
+                              "and newer (onnx.version_converter can upgrade it)")
+    graph = model.graph
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    given = dict(input_shapes or {})
+    real_inputs = [v for v in graph.input if v.name not in constants]
+    unknown = sorted(set(given) - {v.name for v in real_inputs})
+    if unknown:
+        names = ", ".join(v.name for v in real_inputs) or "none"
+        raise ConversionError(f"--input-shape names '{unknown[0]}', which is not an input of the "
+                              f"model (its inputs: {names})")
+    inputs = {v.name: _input_shape(v, given.get(v.name)) for v in real_inputs}
+    input_types = {v.name: v.type.tensor_type.elem_type for v in real_inputs}
+    nodes = [Node(n.op_type, n.name, list(n.input), list(n.output), attribute_values(n),
+                  "" if n.domain == "ai.onnx" else n.domain, n) for n in graph.node]
+    return Graph(opset, nodes, constants, inputs, input_types, [v.name for v in graph.output])

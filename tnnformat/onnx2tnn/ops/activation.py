@@ -1,0 +1,91 @@
+"""Activations: one-to-one unary layers, PRelu/LeakyRelu as PReLU, Clip, HardSigmoid, HardSwish."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..context import Context, buffer
+from ..graph import TNN_DOMAIN, Node
+from ...layer_types import FLT_MAX
+from . import converts
+
+#: ONNX ops that are one TNN layer without params.
+UNARY = {"Relu": "ReLU", "Sigmoid": "Sigmoid", "Tanh": "Tanh"}
+
+
+@converts(*UNARY)
+def unary(ctx: Context, node: Node) -> None:
+    ctx.emit(UNARY[node.op_type], node.inputs, node.outputs)
+
+
+def _channel_slope(ctx: Context, node: Node, slope: np.ndarray) -> bool:
+    """True if `slope` is one value per channel (axis 1) once broadcast against the input."""
+    shape = ctx.shape(node.inputs[0])
+    if len(shape) < 2 or slope.ndim > len(shape):
+        return False
+    aligned = (1,) * (len(shape) - slope.ndim) + slope.shape
+    return aligned[1] == shape[1] and all(d == 1 for i, d in enumerate(aligned) if i != 1)
+
+
+@converts("PRelu")
+def prelu(ctx: Context, node: Node) -> None:
+    slope = ctx.need_const(node.inputs[1], "the slope")
+    if slope.size == 1:
+        shared = 1
+    elif _channel_slope(ctx, node, slope):
+        shared = 0
+    else:
+        raise ctx.fail(f"slope of shape {list(slope.shape)} is not one value per channel")
+    ctx.emit("PReLU", node.inputs[:1], node.outputs, {"channel_shared": shared, "has_filler": 0},
+             {"slope": buffer(slope)})
+
+
+@converts("LeakyRelu", attrs=("alpha",))
+def leaky_relu(ctx: Context, node: Node) -> None:
+    """A PReLU with one shared slope, as TNN's converter writes it."""
+    slope = np.array([node.attr("alpha", 0.01)], np.float32)
+    ctx.emit("PReLU", node.inputs, node.outputs, {"channel_shared": 1, "has_filler": 0},
+             {"slope": buffer(slope)})
+
+
+def clip_bounds(node: Node, const) -> tuple:
+    """(min, max) of a Clip node, from attributes (opset < 11) or constant inputs; None if computed."""
+    if "min" in node.attrs or "max" in node.attrs or len(node.inputs) == 1:
+        return float(node.attr("min", -FLT_MAX)), float(node.attr("max", FLT_MAX))
+    bounds = []
+    for index, default in ((1, -FLT_MAX), (2, FLT_MAX)):
+        name = node.inputs[index] if len(node.inputs) > index else ""
+        if not name:
+            bounds.append(default)
+            continue
+        value = const(name)
+        if value is None:
+            return None
+        bounds.append(float(np.asarray(value).reshape(-1)[0]))
+    return tuple(bounds)
+
+
+@converts("Clip", attrs=("min", "max"))
+def clip(ctx: Context, node: Node) -> None:
+    """Clip(0, 6) is ReLU6, anything else a Clip layer (TNN's converter's rule)."""
+    bounds = clip_bounds(node, ctx.const)
+    if bounds is None:
+        raise ctx.fail("min and max must be constants")
+    low, high = (max(min(b, FLT_MAX), -FLT_MAX) for b in bounds)
+    if (low, high) == (0.0, 6.0):
+        ctx.emit("ReLU6", node.inputs[:1], node.outputs)
+    else:
+        ctx.emit("Clip", node.inputs[:1], node.outputs, {"min": low, "max": high})
+
+
+@converts("HardSigmoid", attrs=("alpha", "beta"))
+def hard_sigmoid(ctx: Context, node: Node) -> None:
+    ctx.emit("HardSigmoid", node.inputs, node.outputs,
+             {"alpha": float(node.attr("alpha", 0.2)), "beta": float(node.attr("beta", 0.5))})
+
+
+@converts("HardSwish")
+@converts("HardSwish", attrs=("alpha", "beta"), domain=TNN_DOMAIN)
+def hard_swish(ctx: Context, node: Node) -> None:
+    """x * clip(alpha * x + beta, 0, 1); ONNX's op and our fusions' (any alpha, beta)."""
+    ctx.emit("HardSwish", node.inputs, node.outputs,
+             {"alpha": float(node.attr("alpha", 1 / 6)), "beta": float(node.attr("beta", 0.5))})

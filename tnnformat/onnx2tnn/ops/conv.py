@@ -1,0 +1,124 @@
+"""Conv -> Convolution, ConvTranspose -> Deconvolution (2-D, constant weights)."""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+from ..context import Context, buffer
+from ..graph import Node
+from ..spatial import Axis, first_match, onnx_pads, tnn_conv, tnn_deconv
+from . import converts
+from .tensor import emit_spatial_pad
+
+CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+
+
+def _window(ctx: Context, node: Node, weight: np.ndarray):
+    """kernel, strides, dilations of a 2-D window node, checked against its weight."""
+    if ctx.rank(node.inputs[0]) != 4 or weight.ndim != 4:
+        raise ctx.fail("only 2-D convolutions (NCHW input, 4-D weight) are supported")
+    kernel = list(node.attr("kernel_shape", weight.shape[2:]))
+    if kernel != list(weight.shape[2:]):
+        raise ctx.fail(f"kernel_shape {kernel} does not match the weight's {list(weight.shape[2:])}")
+    strides = list(node.attr("strides", [1, 1]))
+    dilations = list(node.attr("dilations", [1, 1]))
+    return kernel, strides, dilations
+
+
+def _axes(ctx: Context, node: Node, kernel, strides, dilations,
+          pads: Sequence[Tuple[int, int]]) -> List[Axis]:
+    sizes, outs = ctx.shape(node.inputs[0])[2:], ctx.shape(node.outputs[0])[2:]
+    return [Axis(size, dilation * (k - 1) + 1, stride, begin, end, out)
+            for size, k, stride, dilation, (begin, end), out
+            in zip(sizes, kernel, strides, dilations, pads, outs)]
+
+
+def _conv_params(kernel, strides, dilations, group, in_channels, out_channels,
+                 has_bias, choice) -> dict:
+    pad_type, pad_h, pad_w = choice
+    return dict(group=group, input_channel=in_channels, output_channel=out_channels,
+                kernel_h=kernel[0], kernel_w=kernel[1], stride_h=strides[0], stride_w=strides[1],
+                pad_h=pad_h, pad_w=pad_w, bias=int(has_bias), pad_type=pad_type,
+                dilation_h=dilations[0], dilation_w=dilations[1], activation_type=0)
+
+
+def _resource(weight: np.ndarray, bias) -> dict:
+    resource = {"filter": buffer(weight)}
+    if bias is not None:
+        resource["bias"] = buffer(bias)
+    return resource
+
+
+def _preferred(auto_pad: str, pads: Sequence[Tuple[int, int]]) -> List[Tuple[int, int, int]]:
+    """The pad type TNN's converter writes for these ONNX pads."""
+    begins = tuple(b for b, _ in pads)
+    if auto_pad == "SAME_UPPER":
+        return [(0, 0, 0)]
+    if auto_pad == "VALID":
+        return [(1, 0, 0)]
+    if all(b == e for b, e in pads):
+        return [(-1, *begins)]
+    if all(b <= e for b, e in pads):
+        return [(0, *begins)]
+    return []
+
+
+@converts("Conv", attrs=CONV_ATTRS)
+def conv(ctx: Context, node: Node) -> None:
+    weight = ctx.need_const(node.inputs[1], "the weight")
+    bias = ctx.need_const(node.inputs[2], "the bias") if len(node.inputs) > 2 and node.inputs[2] else None
+    kernel, strides, dilations = _window(ctx, node, weight)
+    extents = [d * (k - 1) + 1 for k, d in zip(kernel, dilations)]
+    auto_pad = node.attr("auto_pad", "NOTSET")
+    pads = onnx_pads(auto_pad, node.attr("pads", []), ctx.shape(node.inputs[0])[2:], extents,
+                     strides, ctx.shape(node.outputs[0])[2:])
+    axes = _axes(ctx, node, kernel, strides, dilations, pads)
+    begins = tuple(b for b, _ in pads)
+    source = node.inputs[0]
+    choice = first_match(axes, _preferred(auto_pad, pads) + [(-1, *begins)], tnn_conv)
+    if choice is None:  # pads TNN cannot express: pad explicitly, then convolve unpadded
+        source = emit_spatial_pad(ctx, source, pads, 0.0)
+        choice = (-1, 0, 0)
+    group = int(node.attr("group", 1))
+    params = _conv_params(kernel, strides, dilations, group, weight.shape[1],
+                          weight.shape[0], bias is not None, choice)
+    ctx.emit("Convolution", [source], node.outputs[:1], params, _resource(weight, bias))
+
+
+def _deconv_pads(ctx: Context, node: Node, extents, strides) -> List[Tuple[int, int]]:
+    """(begin, end) crop per axis of ConvTranspose, as the ONNX spec resolves it."""
+    sizes, outs = ctx.shape(node.inputs[0])[2:], ctx.shape(node.outputs[0])[2:]
+    auto_pad = node.attr("auto_pad", "NOTSET")
+    output_padding = list(node.attr("output_padding", [0, 0]))
+    if auto_pad == "NOTSET" and node.attr("output_shape") is None:
+        pads = list(node.attr("pads", [0, 0, 0, 0]))
+        return [(pads[0], pads[2]), (pads[1], pads[3])]
+    result = []
+    for size, extent, stride, extra, out in zip(sizes, extents, strides, output_padding, outs):
+        total = stride * (size - 1) + extra + extent - out
+        half = total // 2
+        result.append((half, total - half) if auto_pad == "SAME_UPPER" else (total - half, half))
+    return result
+
+
+@converts("ConvTranspose", attrs=CONV_ATTRS + ("output_padding", "output_shape"))
+def conv_transpose(ctx: Context, node: Node) -> None:
+    weight = ctx.need_const(node.inputs[1], "the weight")
+    bias = ctx.need_const(node.inputs[2], "the bias") if len(node.inputs) > 2 and node.inputs[2] else None
+    kernel, strides, dilations = _window(ctx, node, weight)
+    extents = [d * (k - 1) + 1 for k, d in zip(kernel, dilations)]
+    pads = _deconv_pads(ctx, node, extents, strides)
+    axes = _axes(ctx, node, kernel, strides, dilations, pads)
+    begins = tuple(b for b, _ in pads)
+    auto_pad = node.attr("auto_pad", "NOTSET")
+    preferred = [(3, *begins)] if any(node.attr("output_padding", [0, 0])) else []
+    candidates = preferred + _preferred(auto_pad, pads) + [(-1, *begins), (3, *begins), (0, *begins)]
+    choice = first_match(axes, candidates, tnn_deconv)
+    if choice is None:
+        raise ctx.fail(f"its padding (crop {[list(p) for p in pads]}, output "
+                       f"{list(ctx.shape(node.outputs[0])[2:])}) has no TNN Deconvolution equivalent")
+    group = int(node.attr("group", 1))
+    params = _conv_params(kernel, strides, dilations, group, weight.shape[0] // group,
+                          weight.shape[1] * group, bias is not None, choice)
+    ctx.emit("Deconvolution", [node.inputs[0]], node.outputs[:1], params, _resource(weight, bias))

@@ -1,0 +1,64 @@
+"""Gemm and MatMul.
+
+A product of a 2-D blob with a constant 2-D matrix is an InnerProduct (weight stored
+(num_output, K), bias always present, as TNN's converter writes Gemm); TNN's CPU InnerProduct
+only multiplies over axis 1, so other products stay MatMul layers, with a constant operand in
+the resource as TNN's converter does.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..context import Context, buffer
+from ..graph import Node
+from . import converts
+from .binary import emit_binary
+
+
+def emit_inner_product(ctx: Context, source: str, out: str, weight: np.ndarray,
+                       bias: np.ndarray) -> None:
+    """`out = source @ weight.T + bias` for a 2-D `source`; weight is (num_output, K)."""
+    ctx.emit("InnerProduct", [source], [out],
+             dict(num_output=int(weight.shape[0]), has_bias=1, transpose=0, axis=1),
+             {"weight": buffer(weight), "bias": buffer(bias)})
+
+
+@converts("Gemm", attrs=("alpha", "beta", "transA", "transB", "broadcast"))
+def gemm(ctx: Context, node: Node) -> None:
+    if node.attr("transA", 0):
+        raise ctx.fail("transA=1 is not supported")
+    b = ctx.need_const(node.inputs[1], "B")
+    weight = (b if node.attr("transB", 0) else b.T) * np.float32(node.attr("alpha", 1.0))
+    rows, num_output = ctx.shape(node.outputs[0])
+    bias = np.zeros(num_output, np.float32)
+    c_name = node.inputs[2] if len(node.inputs) > 2 else ""
+    c = ctx.const(c_name)
+    beta = np.float32(node.attr("beta", 1.0))
+    if c is not None and c.size in (1, num_output) and (c.ndim < 2 or c.shape[0] == 1):  # a row
+        bias = np.broadcast_to(c.astype(np.float32) * beta, (num_output,))
+        c_name = ""
+    if not c_name:
+        emit_inner_product(ctx, node.inputs[0], node.outputs[0], weight, bias)
+        return
+    if beta != 1:
+        raise ctx.fail("beta != 1 with a C that is not a bias vector is not supported")
+    product = ctx.new_value(f"{node.outputs[0]}_product", (rows, num_output))
+    emit_inner_product(ctx, node.inputs[0], product, weight, bias)
+    emit_binary(ctx, "Add", product, c_name, node.outputs[0])
+
+
+@converts("MatMul")
+def matmul(ctx: Context, node: Node) -> None:
+    a, b = node.inputs
+    if ctx.rank(a) < 2 or ctx.rank(b) < 2:
+        raise ctx.fail("1-D operands are not supported")
+    constant_a, constant_b = ctx.const(a), ctx.const(b)
+    if constant_b is not None and constant_b.ndim == 2 and ctx.rank(a) == 2:
+        bias = np.zeros(constant_b.shape[1], np.float32)
+        emit_inner_product(ctx, a, node.outputs[0], constant_b.T, bias)
+    elif constant_b is not None:
+        ctx.emit("MatMul", [a], node.outputs, {"weight_position": 1}, {"weight": buffer(constant_b)})
+    elif constant_a is not None:
+        ctx.emit("MatMul", [b], node.outputs, {"weight_position": 0}, {"weight": buffer(constant_a)})
+    else:
+        ctx.emit("MatMul", [a, b], node.outputs, {"weight_position": -1})

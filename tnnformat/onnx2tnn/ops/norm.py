@@ -1,0 +1,85 @@
+"""Normalizations and reductions: BatchNormalization, LRN, Softmax, ReduceMean."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+
+from ..context import Context, buffer
+from ..graph import Node
+from . import converts
+from .tensor import int_list_arg
+
+BN_ATTRS = ("epsilon", "momentum", "spatial", "training_mode", "is_test")
+
+
+def bn_scale_bias(node: Node, const: Callable[[str], Optional[np.ndarray]]
+                  ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """The per-channel (scale, bias) of an inference BatchNormalization; None if not constant.
+
+    Computed in float64 like TNN's converter: scale = gamma / sqrt(var + eps),
+    bias = beta - mean * scale.
+    """
+    if node.attr("training_mode", 0) or not node.attr("spatial", 1):
+        return None
+    if any(name for name in node.outputs[1:]):
+        return None
+    values = [const(name) for name in node.inputs[1:5]]
+    if any(v is None for v in values):
+        return None
+    gamma, beta, mean, var = (np.asarray(v, np.float64).reshape(-1) for v in values)
+    scale = gamma / np.sqrt(var + float(node.attr("epsilon", 1e-5)))
+    return scale.astype(np.float32), (beta - mean * scale).astype(np.float32)
+
+
+@converts("BatchNormalization", attrs=BN_ATTRS)
+def batch_norm(ctx: Context, node: Node) -> None:
+    """A BatchNormalization no Conv absorbed: BatchNormCxx, y = x * scale + bias per channel."""
+    folded = bn_scale_bias(node, ctx.const)
+    if folded is None:
+        raise ctx.fail("only inference mode with constant scale, bias, mean and variance is supported")
+    scale, bias = folded
+    ctx.emit("BatchNormCxx", node.inputs[:1], node.outputs[:1], resource={
+        "scale": buffer(scale), "bias": buffer(bias)})
+
+
+@converts("LRN", attrs=("alpha", "beta", "bias", "size"))
+def lrn(ctx: Context, node: Node) -> None:
+    size = int(node.attr("size"))
+    if size % 2 == 0:
+        raise ctx.fail("an even size is not supported (TNN centres the window differently)")
+    ctx.emit("LRN", node.inputs, node.outputs, dict(
+        alpha=float(node.attr("alpha", 1e-4)), beta=float(node.attr("beta", 0.75)),
+        bias=float(node.attr("bias", 1.0)), size=size))
+
+
+@converts("Softmax", attrs=("axis",))
+def softmax(ctx: Context, node: Node) -> None:
+    """SoftmaxCaffe over one axis. Before opset 13 ONNX normalizes over all axes from `axis`
+    on; that is one axis when the later ones are 1, else a Reshape to 2-D around it."""
+    shape = ctx.shape(node.inputs[0])
+    legacy = ctx.graph.opset < 13
+    axis = ctx.axis(int(node.attr("axis", 1 if legacy else -1)), len(shape))
+    if not legacy or math.prod(shape[axis + 1:]) == 1:
+        ctx.emit("SoftmaxCaffe", node.inputs, node.outputs, {"axis": axis})
+        return
+    flat = (math.prod(shape[:axis]), math.prod(shape[axis:]))
+    label, x, y = node.label, node.inputs[0], node.outputs[0]
+    before, after = ctx.new_value(f"{x}_2d", flat), ctx.new_value(f"{y}_2d", flat)
+    ctx.emit("Reshape", [x], [before], dict(axis=0, num_axes=2, shape=list(flat), reshape_type=0),
+             name=f"{label}_flatten")
+    ctx.emit("SoftmaxCaffe", [before], [after], {"axis": 1})
+    ctx.emit("Reshape", [after], [y], dict(axis=0, num_axes=len(shape), shape=list(shape),
+                                           reshape_type=0), name=f"{label}_restore")
+
+
+@converts("ReduceMean", attrs=("axes", "keepdims", "noop_with_empty_axes"))
+def reduce_mean(ctx: Context, node: Node) -> None:
+    rank = ctx.rank(node.inputs[0])
+    axes = int_list_arg(ctx, node, "axes", 1) or []
+    if not axes and node.attr("noop_with_empty_axes", 0):
+        raise ctx.fail("noop_with_empty_axes=1 without axes is not supported")
+    axes = sorted(ctx.axis(a, rank) for a in axes) if axes else list(range(rank))
+    ctx.emit("ReduceMean", node.inputs[:1], node.outputs,
+             {"keep_dims": int(node.attr("keepdims", 1)), "axes": axes})
