@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_EXPORTS = {"convert": "convert", "convert_with_summary": "convert", "load_model": "convert",
-            "Summary": "convert", "ConversionError": "errors", "supported_ops": "ops"}
+_EXPORTS = {"convert": "converter", "convert_with_summary": "converter", "load_model": "converter",
+            "Summary": "converter", "ConversionError": "errors", "supported_ops": "ops"}
 
 __all__ = sorted(_EXPORTS)
 

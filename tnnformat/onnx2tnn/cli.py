@@ -73,7 +73,7 @@ def main(model: str, prefix: str, input_shapes: Dict[str, Tuple[int, ...]]) -> N
     blob and layer names taken from the ONNX model.
     """
     try:
-        from .convert import convert_with_summary
+        from .converter import convert_with_summary
         from .errors import ConversionError
     except ImportError as exc:
         if (exc.name or "").split(".")[0] in ("onnx", "google"):

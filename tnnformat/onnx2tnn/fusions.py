@@ -16,7 +16,7 @@ import numpy as np
 from .errors import node_error
 from .graph import TNN_DOMAIN, Graph, Node
 from .ops.activation import clip_bounds
-from .ops.norm import bn_scale_bias
+from .ops.norm import bn_scale_bias, inference_only
 
 
 def _scalar(graph: Graph, name: str) -> Optional[float]:
@@ -88,7 +88,7 @@ def fold_batchnorm(graph: Graph) -> int:
         weight = graph.const(conv.inputs[1])
         bias_name = conv.inputs[2] if len(conv.inputs) > 2 else ""
         bias = graph.const(bias_name) if bias_name else np.zeros(1, np.float32)
-        scale_bias = bn_scale_bias(bn, graph.const)
+        scale_bias = None if inference_only(bn) else bn_scale_bias(bn, graph.const)
         if weight is None or bias is None or scale_bias is None:
             continue
         scale, shift = scale_bias

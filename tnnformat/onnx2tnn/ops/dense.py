@@ -25,9 +25,12 @@ def emit_inner_product(ctx: Context, source: str, out: str, weight: np.ndarray,
 
 @converts("Gemm", attrs=("alpha", "beta", "transA", "transB", "broadcast"))
 def gemm(ctx: Context, node: Node) -> None:
-    if node.attr("transA", 0):
-        raise ctx.fail("transA=1 is not supported")
     b = ctx.need_const(node.inputs[1], "B")
+    source = node.inputs[0]
+    if node.attr("transA", 0):  # A is (K, M): a Permute makes it (M, K)
+        k, m = ctx.shape(source)
+        source = ctx.new_value(f"{source}_transposed", (m, k))
+        ctx.emit("Permute", [node.inputs[0]], [source], {"orders": [1, 0]}, name=f"{node.label}_transA")
     weight = (b if node.attr("transB", 0) else b.T) * np.float32(node.attr("alpha", 1.0))
     rows, num_output = ctx.shape(node.outputs[0])
     bias = np.zeros(num_output, np.float32)
@@ -35,15 +38,15 @@ def gemm(ctx: Context, node: Node) -> None:
     c = ctx.const(c_name)
     beta = np.float32(node.attr("beta", 1.0))
     if c is not None and c.size in (1, num_output) and (c.ndim < 2 or c.shape[0] == 1):  # a row
-        bias = np.broadcast_to(c.astype(np.float32) * beta, (num_output,))
+        bias = np.broadcast_to(c.astype(np.float32).reshape(-1) * beta, (num_output,))
         c_name = ""
     if not c_name:
-        emit_inner_product(ctx, node.inputs[0], node.outputs[0], weight, bias)
+        emit_inner_product(ctx, source, node.outputs[0], weight, bias)
         return
     if beta != 1:
         raise ctx.fail("beta != 1 with a C that is not a bias vector is not supported")
     product = ctx.new_value(f"{node.outputs[0]}_product", (rows, num_output))
-    emit_inner_product(ctx, node.inputs[0], product, weight, bias)
+    emit_inner_product(ctx, source, product, weight, bias)
     emit_binary(ctx, "Add", product, c_name, node.outputs[0])
 
 

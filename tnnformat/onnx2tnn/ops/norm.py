@@ -16,15 +16,11 @@ BN_ATTRS = ("epsilon", "momentum", "spatial", "training_mode", "is_test")
 
 def bn_scale_bias(node: Node, const: Callable[[str], Optional[np.ndarray]]
                   ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """The per-channel (scale, bias) of an inference BatchNormalization; None if not constant.
+    """The per-channel (scale, bias) of a BatchNormalization, None if a parameter is computed.
 
     Computed in float64 like TNN's converter: scale = gamma / sqrt(var + eps),
     bias = beta - mean * scale.
     """
-    if node.attr("training_mode", 0) or not node.attr("spatial", 1):
-        return None
-    if any(name for name in node.outputs[1:]):
-        return None
     values = [const(name) for name in node.inputs[1:5]]
     if any(v is None for v in values):
         return None
@@ -33,13 +29,26 @@ def bn_scale_bias(node: Node, const: Callable[[str], Optional[np.ndarray]]
     return scale.astype(np.float32), (beta - mean * scale).astype(np.float32)
 
 
+def inference_only(node: Node) -> Optional[str]:
+    """Why a BatchNormalization is not a fixed per-channel affine map, or None."""
+    if node.attr("training_mode", 0):
+        return "training_mode=1 is not supported"
+    if not node.attr("spatial", 1):
+        return "spatial=0 is not supported"
+    if any(node.outputs[1:]):
+        return "the running mean and variance outputs are not supported"
+    return None
+
+
 @converts("BatchNormalization", attrs=BN_ATTRS)
 def batch_norm(ctx: Context, node: Node) -> None:
     """A BatchNormalization no Conv absorbed: BatchNormCxx, y = x * scale + bias per channel."""
-    folded = bn_scale_bias(node, ctx.const)
-    if folded is None:
-        raise ctx.fail("only inference mode with constant scale, bias, mean and variance is supported")
-    scale, bias = folded
+    problem = inference_only(node)
+    if problem:
+        raise ctx.fail(problem)
+    for name in node.inputs[1:5]:
+        ctx.need_const(name, f"'{name}'")
+    scale, bias = bn_scale_bias(node, ctx.const)
     ctx.emit("BatchNormCxx", node.inputs[:1], node.outputs[:1], resource={
         "scale": buffer(scale), "bias": buffer(bias)})
 

@@ -27,8 +27,8 @@ def onnx_coordinates(rule: str, size: int, out: int, scale: float) -> Optional[n
         return (x + 0.5) / scale - 0.5
     if rule == "pytorch_half_pixel":
         return (x + 0.5) / scale - 0.5 if out > 1 else np.zeros(out)
-    if rule == "align_corners":
-        return x * (size - 1) / (out - 1) if out > 1 else np.zeros(out)
+    if rule == "align_corners":  # ONNX divides by the unrounded resized length
+        return x * (size - 1) / (size * scale - 1) if out > 1 else np.zeros(out)
     if rule == "asymmetric":
         return x / scale
     if rule == "tf_half_pixel_for_nn":
