@@ -66,6 +66,7 @@ class Agreement:
     max_abs_diff: float
     cosine: float
     same_shape: bool
+    max_abs_value: float  # of onnxruntime's output, to judge the difference against
 
 
 def compare_with_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
@@ -76,7 +77,8 @@ def compare_with_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndar
     ours = tnn_forward(net, feeds)
     expected = onnxruntime_outputs(model, feeds)
     return [Agreement(name, float(np.abs(ours[name].astype(np.float64) - value).max()),
-                      cosine(ours[name], value), ours[name].shape == value.shape)
+                      cosine(ours[name], value), ours[name].shape == value.shape,
+                      float(np.abs(value).max()))
             for name, value in expected.items()]
 
 

@@ -17,6 +17,7 @@ from onnx.reference import ReferenceEvaluator
 
 from .errors import ConversionError, node_error
 from .graph import Graph, Node
+from .spatial import onnx_pool_out
 
 #: Ops whose output is not a function of their inputs, or that run subgraphs.
 NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
@@ -145,13 +146,42 @@ def drop_unused(graph: Graph) -> None:
     graph.constants = {k: v for k, v in graph.constants.items() if k in needed}
 
 
+def _floor_dropped_ceil_windows(graph: Graph) -> int:
+    """Set ceil_mode=0 on poolings whose extra ceil window ONNX drops anyway (it would start
+    in the padding), so that shape inference, which keeps it, infers the true output size."""
+    changed = 0
+    for node in graph.nodes:
+        shape = graph.shapes.get(node.inputs[0]) if node.inputs else None
+        if (node.op_type not in ("MaxPool", "AveragePool") or node.domain or not node.attr("ceil_mode")
+                or node.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or shape is None):
+            continue
+        kernel, rank = list(node.attr("kernel_shape")), len(node.attr("kernel_shape"))
+        strides = list(node.attr("strides", [1] * rank))
+        dilations = list(node.attr("dilations", [1] * rank))
+        pads = list(node.attr("pads", [0] * 2 * rank))  # VALID has none
+        axes = [(size, d * (k - 1) + 1, s, pads[i], pads[i + rank])
+                for i, (size, k, s, d) in enumerate(zip(shape[2:], kernel, strides, dilations))]
+        true_out = [onnx_pool_out(*axis, ceil_mode=1) for axis in axes]
+        inferred = [-(-(size + begin + end - k) // s) + 1 for size, k, s, begin, end in axes]
+        if true_out == inferred or true_out != [onnx_pool_out(*axis, ceil_mode=0) for axis in axes]:
+            continue
+        proto = onnx.NodeProto()
+        proto.CopyFrom(node.proto)  # the caller's model stays as it was
+        for attribute in proto.attribute:
+            if attribute.name == "ceil_mode":
+                attribute.i = 0
+        node.proto, node.attrs["ceil_mode"] = proto, 0
+        changed += 1
+    return changed
+
+
 def fold(graph: Graph, template: onnx.ModelProto, progress: Optional[Progress] = None) -> int:
     """Fold every constant node, re-inferring shapes until nothing more folds; returns the count."""
     folded = 0
     while True:
         infer_shapes(graph, template)
         count = _fold_pass(graph, progress)
-        if not count:
+        if not count and not _floor_dropped_ceil_windows(graph):
             break
         folded += count
         drop_unused(graph)

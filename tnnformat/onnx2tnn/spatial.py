@@ -47,6 +47,16 @@ def onnx_pads(auto_pad: str, pads: Sequence[int], sizes: Sequence[int], kernels:
     return [(int(pads[i]), int(pads[i + rank])) for i in range(rank)]
 
 
+def onnx_pool_out(size: int, kernel: int, stride: int, begin: int, end: int, ceil_mode: int) -> int:
+    """ONNX's pooling output size: with ceil_mode, a last window that would start in the
+    trailing padding is dropped (onnxruntime does so; onnx's shape inference does not)."""
+    span = size + begin + end - kernel
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    return out - 1 if (out - 1) * stride >= size + begin else out
+
+
 def tnn_conv(axis: Axis, pad_type: int, pad: int) -> Tuple[int, int]:
     """(output size, leading pad) of TNN's Convolution on one axis."""
     if pad_type == -1:

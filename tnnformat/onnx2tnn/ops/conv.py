@@ -115,10 +115,41 @@ def conv_transpose(ctx: Context, node: Node) -> None:
     preferred = [(3, *begins)] if any(node.attr("output_padding", [0, 0])) else []
     candidates = preferred + _preferred(auto_pad, pads) + [(-1, *begins), (3, *begins), (0, *begins)]
     choice = first_match(axes, candidates, tnn_deconv)
-    if choice is None:
-        raise ctx.fail(f"its padding (crop {[list(p) for p in pads]}, output "
-                       f"{list(ctx.shape(node.outputs[0])[2:])}) has no TNN Deconvolution equivalent")
     group = int(node.attr("group", 1))
-    params = _conv_params(kernel, strides, dilations, group, weight.shape[0] // group,
-                          weight.shape[1] * group, bias is not None, choice)
-    ctx.emit("Deconvolution", [node.inputs[0]], node.outputs[:1], params, _resource(weight, bias))
+    channels = (weight.shape[0] // group, weight.shape[1] * group)
+    if choice is not None:
+        params = _conv_params(kernel, strides, dilations, group, *channels, bias is not None, choice)
+        ctx.emit("Deconvolution", [node.inputs[0]], node.outputs[:1], params, _resource(weight, bias))
+        return
+    # No pad type fits: the full transposed convolution, then ONNX's window of it.
+    n, _, h, w = ctx.shape(node.inputs[0])
+    full = ctx.new_value(f"{node.outputs[0]}_full",
+                         (n, channels[1], *[(size - 1) * s + e for size, s, e in zip((h, w), strides, extents)]))
+    params = _conv_params(kernel, strides, dilations, group, *channels, False, (-1, 0, 0))
+    ctx.emit("Deconvolution", [node.inputs[0]], [full], params, _resource(weight, None))
+    _window_of(ctx, node, full, begins, bias)
+
+
+def _window_of(ctx: Context, node: Node, full: str, begins: Sequence[int], bias) -> None:
+    """Cut [begin, begin + out) out of `full` per spatial axis, zeros where it reaches past
+    either end (ONNX's output_padding and output_shape), then add the bias."""
+    n, c, *sizes = ctx.shape(full)
+    outs = ctx.shape(node.outputs[0])[2:]
+    crop = [(max(b, 0), min(size, b + out)) for b, size, out in zip(begins, sizes, outs)]
+    fill = [(max(-b, 0), max(b + out - size, 0)) for b, size, out in zip(begins, sizes, outs)]
+    steps = [step for step, needed in (("crop", crop != [(0, size) for size in sizes]),
+                                       ("fill", any(map(any, fill))), ("bias", bias is not None)) if needed]
+    current, label = full, node.label
+    for index, step in enumerate(steps):
+        shape = (n, c, *([e - b for b, e in crop] if step == "crop" else outs))
+        out = node.outputs[0] if index == len(steps) - 1 else ctx.new_value(f"{full}_{step}", shape)
+        if step == "crop":
+            ctx.emit("StridedSliceV2", [current], [out], dict(
+                begins=[b for b, _ in crop], ends=[e for _, e in crop], axes=[2, 3], strides=[1, 1]),
+                name=f"{label}_crop")
+        elif step == "fill":
+            emit_spatial_pad(ctx, current, fill, 0.0, out)
+        else:
+            ctx.emit("Add", [current], [out], {"weight_input_index": 1},
+                     {"element": buffer(np.asarray(bias).reshape(1, -1, 1, 1))}, name=f"{label}_bias")
+        current = out

@@ -10,7 +10,7 @@ from typing import List, Sequence, Tuple
 from ..context import Context
 from ..graph import Node
 from ...layer_types import FLT_MAX
-from ..spatial import Axis, first_match, onnx_pads, tnn_pool
+from ..spatial import Axis, first_match, onnx_pads, onnx_pool_out, tnn_pool
 from . import converts
 from .tensor import emit_spatial_pad
 
@@ -55,6 +55,9 @@ def pool(ctx: Context, node: Node) -> None:
     sizes, outs = ctx.shape(node.inputs[0])[2:], ctx.shape(node.outputs[0])[2:]
     auto_pad, ceil_mode = node.attr("auto_pad", "NOTSET"), int(node.attr("ceil_mode", 0))
     pads = onnx_pads(auto_pad, node.attr("pads", []), sizes, kernel, strides, outs)
+    if auto_pad in ("NOTSET", "VALID") and list(outs) != [onnx_pool_out(size, k, s, b, e, ceil_mode) for
+                                               size, k, s, (b, e) in zip(sizes, kernel, strides, pads)]:
+        raise ctx.fail("ceil_mode=1 drops a last window on one axis only, which TNN cannot express")
     source = node.inputs[0]
     if pool_type == AVERAGE and node.attr("count_include_pad", 0) and any(map(any, pads)):
         source = emit_spatial_pad(ctx, source, pads, 0.0)  # padding zeros count in the mean

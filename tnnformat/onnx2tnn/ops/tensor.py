@@ -30,11 +30,13 @@ def int_list_arg(ctx: Context, node: Node, attr: str, index: int) -> Optional[Li
     return None
 
 
-def emit_spatial_pad(ctx: Context, source: str, pads: Sequence[Tuple[int, int]], value: float) -> str:
+def emit_spatial_pad(ctx: Context, source: str, pads: Sequence[Tuple[int, int]], value: float,
+                     padded: Optional[str] = None) -> str:
     """Pad the H and W of an NCHW blob with `value` in a Pad layer; returns the padded value."""
     (top, bottom), (left, right) = pads
     n, c, h, w = ctx.shape(source)
-    padded = ctx.new_value(f"{source}_pad", (n, c, h + top + bottom, w + left + right))
+    if padded is None:
+        padded = ctx.new_value(f"{source}_pad", (n, c, h + top + bottom, w + left + right))
     assert ctx.node is not None
     ctx.emit("Pad", [source], [padded], dict(pad_t=top, pad_b=bottom, pad_l=left, pad_r=right,
                                              mode=0, value=float(value)),
