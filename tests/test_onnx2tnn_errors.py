@@ -65,7 +65,7 @@ def test_dynamic_input_says_how_to_fix_it(tmp_path):
     result, _ = run_cli(tmp_path, relu_model(shape=("batch", 3, "height", "width")))
     assert_one_line_failure(result, tmp_path)
     assert "input 'x' has a dynamic shape (batch,3,height,width)" in result.output
-    assert "--input-shape x:1,3,1,1" in result.output
+    assert "--input-shape x:1,3,224,224" in result.output
     result, _ = run_cli(tmp_path, relu_model(shape=("batch", 3, "height", "width")), "--input-shape", "x:2,3,5,7")
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and (tmp_path / "out.tnnproto").exists()
@@ -113,6 +113,13 @@ def test_success_prints_a_summary(tmp_path):
     assert result.exit_code == 0, result.output
     assert "1 ONNX nodes -> 1 TNN layers" in result.output
     assert (tmp_path / "out.tnnproto").exists() and (tmp_path / "out.tnnmodel").exists()
+
+
+def test_slow_conversions_show_progress(tmp_path, monkeypatch):
+    monkeypatch.setattr("tnnformat.onnx2tnn.cli.PROGRESS_DELAY", 0.0)
+    result, _ = run_cli(tmp_path, relu_model())
+    assert result.exit_code == 0, result.output
+    assert "converting nodes" in result.output
 
 
 def test_names_with_colons_and_spaces(tmp_path):

@@ -239,8 +239,8 @@ def unet() -> onnx.ModelProto:
     bottom = double_conv(pool(e2), 16, 32)
     d2 = double_conv(b.op("Concat", [resize(bottom, "nearest", "asymmetric"), e2], axis=1), 48, 16)
     weight = (b.rng.standard_normal((16, 8, 2, 2)) * 0.3).astype(np.float32)
-    up = b.op("ConvTranspose", [d2, b.const(weight), b.const(np.zeros(8, np.float32))],
-              kernel_shape=[2, 2], strides=[2, 2])
+    up = b.bn(b.op("ConvTranspose", [d2, b.const(weight), b.const(np.zeros(8, np.float32))],
+                   kernel_shape=[2, 2], strides=[2, 2]), 8)
     d1 = double_conv(b.op("Concat", [up, e1], axis=1), 16, 8)
     smooth = resize(d1, "linear", "half_pixel")
     corners = b.op("Resize", [d1, "", "", b.const(np.array([1, 8, 63, 63], np.int64))],

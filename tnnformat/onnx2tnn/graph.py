@@ -119,10 +119,11 @@ def _input_shape(value: onnx.ValueInfoProto, given: Optional[Sequence[int]]) -> 
     if declared is None or any(d is None for d in declared):
         dims = value.type.tensor_type.shape.dim
         shown = ",".join(d.dim_param or (str(d.dim_value) if d.dim_value > 0 else "?") for d in dims)
-        example = ",".join(str(d) if d is not None else "1" for d in (declared or [1, 3, 224, 224]))
+        example = ",".join(str(d) if d is not None else ("1" if i == 0 else "224")
+                           for i, d in enumerate(declared or [None, 3, None, None]))
         what = f"a dynamic shape ({shown})" if declared is not None else "no declared shape"
-        raise ConversionError(f"input '{name}' has {what}; give its shape with "
-                              f"--input-shape {name}:{example}")
+        raise ConversionError(f"input '{name}' has {what}; give its shape in numbers with "
+                              f"--input-shape (input_shapes in Python), e.g. --input-shape {name}:{example}")
     return tuple(int(d) for d in declared)  # type: ignore[arg-type]
 
 

@@ -31,7 +31,10 @@ def gemm(ctx: Context, node: Node) -> None:
         k, m = ctx.shape(source)
         source = ctx.new_value(f"{source}_transposed", (m, k))
         ctx.emit("Permute", [node.inputs[0]], [source], {"orders": [1, 0]}, name=f"{node.label}_transA")
-    weight = (b if node.attr("transB", 0) else b.T) * np.float32(node.attr("alpha", 1.0))
+    weight = b if node.attr("transB", 0) else b.T
+    alpha = node.attr("alpha", 1.0)
+    if alpha != 1.0:
+        weight = weight * np.float32(alpha)
     rows, num_output = ctx.shape(node.outputs[0])
     bias = np.zeros(num_output, np.float32)
     c_name = node.inputs[2] if len(node.inputs) > 2 else ""
