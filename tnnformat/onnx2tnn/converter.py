@@ -37,10 +37,11 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def check(model: onnx.ModelProto, what: str) -> None:
+def check(model: Union[onnx.ModelProto, str], what: str) -> None:
+    """onnx's checker; given a path it also copes with models over 2 GB."""
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
+    except (onnx.checker.ValidationError, ValueError) as exc:
         raise ConversionError(f"{what} fails the ONNX checker: {_first_line(exc)}") from None
 
 
@@ -54,7 +55,7 @@ def load_model(path: Union[str, "os.PathLike[str]"]) -> onnx.ModelProto:
         raise ConversionError(f"{path} is not an ONNX model (it does not parse as one)") from None
     if not model.HasField("graph") or model.ir_version <= 0:
         raise ConversionError(f"{path} is not an ONNX model (it has no graph or IR version)")
-    check(model, str(path))
+    check(os.fspath(path), str(path))
     return model
 
 
