@@ -1,0 +1,100 @@
+"""Element-wise activations and other one-input element-wise layers."""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import numpy as np
+
+from ..registry import Kernel, float_buffer, register
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1 / (1 + np.exp(-x))).astype(np.float32)
+
+
+UNARY: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "ReLU": lambda x: np.maximum(x, 0),
+    "ReLU6": lambda x: np.clip(x, 0, 6),
+    "Sigmoid": _sigmoid,
+    "Swish": lambda x: x * _sigmoid(x),
+    "Tanh": np.tanh,
+    "Abs": np.abs,
+    "Exp": np.exp,
+    "Log": np.log,
+    "Sqrt": np.sqrt,
+    "Rsqrt": lambda x: 1 / np.sqrt(x),
+    "Square": np.square,
+    "Neg": np.negative,
+    "Reciprocal": lambda x: 1 / x,
+    "Floor": np.floor,
+    "Ceil": np.ceil,
+    "Softplus": lambda x: np.logaddexp(0, x),
+    "Softsign": lambda x: x / (1 + np.abs(x)),
+    "Sin": np.sin, "Cos": np.cos, "Tan": np.tan,
+    "Asin": np.arcsin, "Acos": np.arccos, "Atan": np.arctan,
+    "Dropout": lambda x: x,
+    "Identity": lambda x: x,
+}
+UNARY["Relu"], UNARY["Relu6"] = UNARY["ReLU"], UNARY["ReLU6"]
+
+
+class Unary(Kernel):
+    def run(self, layer, state, inputs):
+        with np.errstate(all="ignore"):
+            return [np.asarray(UNARY[layer.type](inputs[0]), dtype=np.float32)]
+
+
+register(*UNARY)(Unary)
+
+
+@register("Clip")
+class Clip(Kernel):
+    def run(self, layer, state, inputs):
+        return [np.clip(inputs[0], layer.params["min"], layer.params["max"]).astype(np.float32)]
+
+
+@register("Elu")
+class Elu(Kernel):
+    def run(self, layer, state, inputs):
+        x = inputs[0]
+        return [np.where(x > 0, x, layer.params["alpha"] * np.expm1(np.minimum(x, 0))).astype(np.float32)]
+
+
+def _hard_sigmoid(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    return np.clip(x * np.float32(alpha) + np.float32(beta), 0, 1).astype(np.float32)
+
+
+@register("HardSigmoid")
+class HardSigmoid(Kernel):
+    """clip(alpha * x + beta, 0, 1)."""
+
+    def run(self, layer, state, inputs):
+        return [_hard_sigmoid(inputs[0], layer.params["alpha"], layer.params["beta"])]
+
+
+@register("HardSwish")
+class HardSwish(Kernel):
+    """x0 * clip(alpha * x1 + beta, 0, 1); with one input x1 is x0. Two inputs broadcast."""
+
+    def shapes(self, layer, inputs, resource):
+        return [tuple(np.broadcast_shapes(*[tuple(s) for s in inputs]))]
+
+    def run(self, layer, state, inputs):
+        x0, x1 = inputs[0], inputs[-1]
+        return [(x0 * _hard_sigmoid(x1, layer.params["alpha"], layer.params["beta"])).astype(np.float32)]
+
+
+@register("PReLU")
+class PReLU(Kernel):
+    """max(x, 0) + slope * min(x, 0), the slope per channel or shared."""
+
+    def prepare(self, layer, resource):
+        return float_buffer(resource, "slope", layer).reshape(-1)
+
+    def run(self, layer, slope, inputs):
+        x = inputs[0]
+        if slope.size == 1 or layer.params["channel_shared"]:
+            s = slope[:1].reshape((1,) * x.ndim)
+        else:
+            s = slope.reshape((1, -1) + (1,) * (x.ndim - 2))
+        return [np.where(x > 0, x, x * s).astype(np.float32)]

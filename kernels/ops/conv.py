@@ -1,0 +1,201 @@
+"""Convolution and Deconvolution (TNN's cpu_conv/cpu_deconv and layer shape rules).
+
+Convolutions are one BLAS matrix product per group over im2col columns (1x1 stride-1
+convolutions skip im2col); depthwise convolutions are a multiply-add per kernel offset over
+whole tensors. Deconvolution is a matrix product followed by col2im, one add per offset.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from tnnformat import Layer, Resource
+
+from ..errors import KernelError
+from ..registry import Kernel, float_buffer, register
+from ..tnn_optimizer import RELU, RELU6, SIGMOID_MUL
+
+
+def activate(y: np.ndarray, kind: int, layer: Layer) -> np.ndarray:
+    """TNN's activation fused into a convolution (ActivationType)."""
+    if kind == 0:
+        return y
+    if kind == RELU:
+        return np.maximum(y, 0, out=y)
+    if kind == RELU6:
+        return np.clip(y, 0, 6, out=y)
+    if kind == SIGMOID_MUL:
+        return y * (1 / (1 + np.exp(-y)))
+    raise KernelError(f"layer '{layer.name}': unsupported activation_type {kind}")
+
+
+def _extent(kernel: int, dilation: int) -> int:
+    return dilation * (kernel - 1) + 1
+
+
+def conv_pads(p: dict, height: int, width: int) -> Tuple[int, int, int, int, int, int]:
+    """(out_h, out_w, pad_top, pad_bottom, pad_left, pad_right) by TNN's conv shape rule."""
+    ext_h, ext_w = _extent(p["kernel_h"], p["dilation_h"]), _extent(p["kernel_w"], p["dilation_w"])
+    sh, sw = p["stride_h"], p["stride_w"]
+    pad_type = p["pad_type"]
+    if pad_type == -1:
+        top = bottom = p["pad_h"]
+        left = right = p["pad_w"]
+        return ((height + 2 * top - ext_h) // sh + 1, (width + 2 * left - ext_w) // sw + 1,
+                top, bottom, left, right)
+    if pad_type == 0:  # SAME
+        out_h, out_w = math.ceil(height / sh), math.ceil(width / sw)
+    elif pad_type == 1:  # VALID
+        out_h, out_w = math.ceil((height - ext_h + 1) / sh), math.ceil((width - ext_w + 1) / sw)
+    else:
+        raise ValueError(f"pad_type {pad_type} is not supported by convolutions")
+    along_h = (out_h - 1) * sh + ext_h - height
+    along_w = (out_w - 1) * sw + ext_w - width
+    top, left = int(along_h / 2), int(along_w / 2)  # C++ division truncates toward zero
+    return out_h, out_w, top, max(along_h - top, 0), left, max(along_w - left, 0)
+
+
+def _padded(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    if top == bottom == left == right == 0:
+        return x
+    # negative pads (VALID with more input than needed) crop
+    x = x[:, :, max(-top, 0):x.shape[2] - max(-bottom, 0), max(-left, 0):x.shape[3] - max(-right, 0)]
+    return np.pad(x, ((0, 0), (0, 0), (max(top, 0), max(bottom, 0)), (max(left, 0), max(right, 0))))
+
+
+@dataclass
+class ConvWeights:
+    matrices: np.ndarray  # (group, in_per_group * kh * kw, out_per_group)
+    depthwise: Optional[np.ndarray]  # (channels, kh, kw) when every group has one input channel
+    bias: Optional[np.ndarray]
+
+
+@register("Convolution")
+class Convolution(Kernel):
+    def shapes(self, layer, inputs, resource):
+        n, _, h, w = inputs[0]
+        out_h, out_w = conv_pads(layer.params, h, w)[:2]
+        return [(n, layer.params["output_channel"], out_h, out_w)]
+
+    def prepare(self, layer: Layer, resource: Resource) -> ConvWeights:
+        p = layer.params
+        out, group = p["output_channel"], p["group"]
+        if group <= 0 or out % group:
+            raise KernelError(f"layer '{layer.name}': {out} output channels in {group} groups")
+        weights = float_buffer(resource, "filter", layer)
+        kernel = p["kernel_h"] * p["kernel_w"]
+        if weights.size % (out * kernel):
+            raise KernelError(f"layer '{layer.name}': filter of {weights.size} values does not fit "
+                              f"{out} outputs and a {p['kernel_h']}x{p['kernel_w']} kernel")
+        in_per_group = weights.size // (out * kernel)
+        w = weights.reshape(group, out // group, in_per_group * kernel)
+        bias = float_buffer(resource, "bias", layer).reshape(-1) if p["bias"] else None
+        depthwise = None
+        if in_per_group == 1 and out == group:
+            depthwise = weights.reshape(out, p["kernel_h"], p["kernel_w"])
+        return ConvWeights(np.ascontiguousarray(w.transpose(0, 2, 1)), depthwise, bias)
+
+    def run(self, layer, state: ConvWeights, inputs):
+        p = layer.params
+        x = inputs[0]
+        n, c, h, w = x.shape
+        group = p["group"]
+        in_per_group = state.matrices.shape[1] // (p["kernel_h"] * p["kernel_w"])
+        if c != in_per_group * group:
+            raise KernelError(f"layer '{layer.name}': input has {c} channels, the filter expects "
+                              f"{in_per_group * group}")
+        out_h, out_w, top, bottom, left, right = conv_pads(p, h, w)
+        xp = _padded(x, top, bottom, left, right)
+        sh, sw, dh, dw = p["stride_h"], p["stride_w"], p["dilation_h"], p["dilation_w"]
+        kh, kw = p["kernel_h"], p["kernel_w"]
+        if state.depthwise is not None:
+            y = np.zeros((n, c, out_h, out_w), np.float32)
+            for i in range(kh):
+                for j in range(kw):
+                    patch = xp[:, :, i * dh:i * dh + sh * (out_h - 1) + 1:sh, j * dw:j * dw + sw * (out_w - 1) + 1:sw]
+                    y += patch * state.depthwise[None, :, i, j, None, None]
+        elif kh == kw == 1 and sh == sw == 1:
+            cols = xp[:, :, :out_h, :out_w].reshape(n, group, in_per_group, out_h * out_w)
+            y = np.matmul(state.matrices.transpose(0, 2, 1)[None], cols).reshape(n, -1, out_h, out_w)
+        else:
+            windows = sliding_window_view(xp, (_extent(kh, dh), _extent(kw, dw)), axis=(2, 3))
+            windows = windows[:, :, :sh * (out_h - 1) + 1:sh, :sw * (out_w - 1) + 1:sw, ::dh, ::dw]
+            windows = windows.reshape(n, group, in_per_group, out_h, out_w, kh, kw)
+            cols = np.ascontiguousarray(windows.transpose(0, 1, 3, 4, 2, 5, 6))
+            cols = cols.reshape(n, group, out_h * out_w, in_per_group * kh * kw)
+            y = np.matmul(cols, state.matrices[None])  # (n, group, pixels, out_per_group)
+            y = y.transpose(0, 1, 3, 2).reshape(n, -1, out_h, out_w)
+        if state.bias is not None:
+            y = y + state.bias[None, :, None, None]
+        return [activate(np.ascontiguousarray(y, dtype=np.float32), p["activation_type"], layer)]
+
+
+def deconv_geometry(p: dict, height: int, width: int) -> Tuple[int, int, int, int]:
+    """(out_h, out_w, pad_top, pad_left) by TNN's deconvolution shape rule."""
+    ext_h, ext_w = _extent(p["kernel_h"], p["dilation_h"]), _extent(p["kernel_w"], p["dilation_w"])
+    sh, sw = p["stride_h"], p["stride_w"]
+    pad_type = p["pad_type"]
+    if pad_type == -1:
+        return (sh * (height - 1) + ext_h - 2 * p["pad_h"], sw * (width - 1) + ext_w - 2 * p["pad_w"],
+                p["pad_h"], p["pad_w"])
+    if pad_type in (0, 3):
+        out_h, out_w = height * sh, width * sw
+    elif pad_type == 1:
+        out_h, out_w = height * sh + max(ext_h - sh, 0), width * sw + max(ext_w - sw, 0)
+    elif pad_type == 2:
+        out_h, out_w = height * sh - (sh + ext_h - 2), width * sw - (sw + ext_w - 2)
+    else:
+        raise ValueError(f"pad_type {pad_type} is not supported by deconvolutions")
+    along_h = (height - 1) * sh + ext_h - out_h
+    along_w = (width - 1) * sw + ext_w - out_w
+    if pad_type == 3:
+        along_h, along_w = max(along_h, 0), max(along_w, 0)
+    return out_h, out_w, int(along_h / 2), int(along_w / 2)
+
+
+@register("Deconvolution")
+class Deconvolution(Kernel):
+    """Weights are (in_channels, out_per_group, kh, kw), as in TNN and ONNX ConvTranspose."""
+
+    def shapes(self, layer, inputs, resource):
+        n, _, h, w = inputs[0]
+        out_h, out_w = deconv_geometry(layer.params, h, w)[:2]
+        return [(n, layer.params["output_channel"], out_h, out_w)]
+
+    def prepare(self, layer, resource):
+        p = layer.params
+        group, out = p["group"], p["output_channel"]
+        weights = float_buffer(resource, "filter", layer)
+        kernel = p["kernel_h"] * p["kernel_w"]
+        in_channels = weights.size // (out // group * kernel)
+        w = weights.reshape(group, in_channels // group, out // group * kernel)
+        bias = float_buffer(resource, "bias", layer).reshape(-1) if p["bias"] else None
+        return np.ascontiguousarray(w.transpose(0, 2, 1)), bias
+
+    def run(self, layer, state, inputs):
+        p = layer.params
+        matrices, bias = state
+        x = inputs[0]
+        n, c, h, w = x.shape
+        group, out = p["group"], p["output_channel"]
+        kh, kw, sh, sw, dh, dw = (p["kernel_h"], p["kernel_w"], p["stride_h"], p["stride_w"],
+                                  p["dilation_h"], p["dilation_w"])
+        out_h, out_w, top, left = deconv_geometry(p, h, w)
+        cols = np.matmul(matrices[None], x.reshape(n, group, c // group, h * w))
+        cols = cols.reshape(n, group, out // group, kh, kw, h, w)
+        full_h = max(sh * (h - 1) + _extent(kh, dh), top + out_h)
+        full_w = max(sw * (w - 1) + _extent(kw, dw), left + out_w)
+        full = np.zeros((n, group, out // group, full_h, full_w), np.float32)
+        for i in range(kh):
+            for j in range(kw):
+                full[:, :, :, i * dh:i * dh + sh * (h - 1) + 1:sh, j * dw:j * dw + sw * (w - 1) + 1:sw] += cols[:, :, :, i, j]
+        y = full.reshape(n, out, full_h, full_w)[:, :, top:top + out_h, left:left + out_w]
+        if bias is not None:
+            y = y + bias[None, :, None, None]
+        return [activate(np.ascontiguousarray(y, dtype=np.float32), p["activation_type"], layer)]
+
+

@@ -1,0 +1,95 @@
+"""Binary element-wise layers with numpy broadcasting, and Concat.
+
+A layer with one blob input takes its other operand from the model (resource `element`);
+`weight_input_index` says on which side it goes. A constant stored without dims is placed
+as TNN places it (layer/multidir_broadcast_layer.cc): one value, one per channel, one per
+element of a sample, one per column, or one per spatial position.
+"""
+from __future__ import annotations
+
+from functools import reduce
+from typing import Callable, Dict, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import KernelError
+from ..registry import Kernel, float_buffer, register
+
+BINARY: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
+    "Maximum": np.maximum, "Minimum": np.minimum, "SquaredDifference": lambda a, b: (a - b) ** 2,
+}
+
+
+def constant_shape(count: int, dims: Tuple[int, ...], input_shape: Sequence[int]) -> Tuple[int, ...]:
+    """Where a constant operand goes, relative to the blob operand's shape."""
+    if dims:
+        return tuple(dims)
+    rank = len(input_shape)
+    shape = [1] * rank
+    per_sample = int(np.prod(input_shape[1:])) if rank > 1 else 1
+    if count == 1:
+        return tuple(shape)
+    if rank > 1 and count == input_shape[1]:
+        shape[1] = count
+    elif count == per_sample:
+        shape[1:] = input_shape[1:]
+    elif rank >= 4 and count == input_shape[3]:
+        shape[3] = count
+    elif rank > 2 and count == int(np.prod(input_shape[2:])):
+        shape[2:] = input_shape[2:]
+    else:
+        raise ValueError(f"a constant of {count} values does not broadcast to {list(input_shape)}")
+    return tuple(shape)
+
+
+def _operand_shapes(layer, inputs, resource) -> list:
+    if len(layer.inputs) > 1 or "element" not in resource:
+        return [tuple(s) for s in inputs]
+    const = resource["element"]
+    shape = constant_shape(const.data.size, const.dims, inputs[0])
+    return [shape, tuple(inputs[0])] if layer.params["weight_input_index"] == 0 else [tuple(inputs[0]), shape]
+
+
+class Binary(Kernel):
+    def shapes(self, layer, inputs, resource):
+        return [tuple(np.broadcast_shapes(*_operand_shapes(layer, inputs, resource)))]
+
+    def prepare(self, layer, resource):
+        if len(layer.inputs) > 1:
+            return None
+        return float_buffer(resource, "element", layer), resource["element"].dims
+
+    def run(self, layer, state, inputs):
+        op = BINARY[layer.type]
+        operands = list(inputs)
+        if state is not None:
+            values, dims = state
+            const = values.reshape(constant_shape(values.size, dims, inputs[0].shape))
+            operands = [const, inputs[0]] if layer.params["weight_input_index"] == 0 else [inputs[0], const]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return [np.asarray(reduce(op, operands), dtype=np.float32)]
+
+
+register(*BINARY)(Binary)
+
+
+def _axis(axis: int, rank: int, layer) -> int:
+    if not -rank <= axis < rank:
+        raise KernelError(f"layer '{layer.name}': axis {axis} out of range for rank {rank}")
+    return axis % rank
+
+
+@register("Concat")
+class Concat(Kernel):
+    def shapes(self, layer, inputs, resource):
+        axis = _axis(layer.params["axis"], len(inputs[0]), layer)
+        out = list(inputs[0])
+        for shape in inputs[1:]:
+            if len(shape) != len(out) or any(a != b for i, (a, b) in enumerate(zip(shape, out)) if i != axis):
+                raise ValueError(f"cannot concatenate {[list(s) for s in inputs]} on axis {axis}")
+            out[axis] += shape[axis]
+        return [tuple(out)]
+
+    def run(self, layer, state, inputs):
+        return [np.concatenate(inputs, axis=_axis(layer.params["axis"], inputs[0].ndim, layer))]

@@ -1,0 +1,39 @@
+"""Shape inference: every blob's shape from the inputs' shapes and the layers' params."""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+from tnnformat import Net
+
+from .errors import KernelError
+from .registry import kernel_for
+
+Shape = Tuple[int, ...]
+
+
+def infer_shapes(net: Net, input_shapes: Optional[Dict[str, Shape]] = None) -> Dict[str, Shape]:
+    """Shapes of all blobs; `input_shapes` overrides the proto's (e.g. another batch size)."""
+    shapes: Dict[str, Shape] = {name: tuple(shape) for name, shape in net.inputs.items()}
+    shapes.update({name: tuple(shape) for name, shape in (input_shapes or {}).items()})
+    for layer in net.layers:
+        missing = [b for b in layer.inputs if b not in shapes]
+        if missing:
+            raise KernelError(f"layer '{layer.name}' reads blob '{missing[0]}', which no earlier "
+                              "layer or input produces")
+        in_shapes = [shapes[b] for b in layer.inputs]
+        try:
+            out_shapes = kernel_for(layer).shapes(layer, in_shapes, net.resources.get(layer.name, {}))
+        except KernelError:
+            raise
+        except (ValueError, IndexError, ZeroDivisionError) as exc:
+            raise KernelError(f"layer '{layer.name}' ({layer.type}) cannot take input shapes "
+                              f"{[list(s) for s in in_shapes]}: {exc}") from None
+        if len(out_shapes) != len(layer.outputs):
+            raise KernelError(f"layer '{layer.name}' ({layer.type}) makes {len(out_shapes)} outputs, "
+                              f"the proto names {len(layer.outputs)}")
+        for blob, shape in zip(layer.outputs, out_shapes):
+            if any(d <= 0 for d in shape):
+                raise KernelError(f"layer '{layer.name}' ({layer.type}) gives an empty output "
+                                  f"{list(shape)} from inputs {[list(s) for s in in_shapes]}")
+            shapes[blob] = tuple(int(d) for d in shape)
+    return shapes
