@@ -19,8 +19,8 @@ from onnx_node_tests import compare_with_onnxruntime  # noqa: E402
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 MODELS = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
           "squeezenet", "vgg19", "zfnet512"]
-#: The big ones run with the slow tests (the whole file takes a couple of minutes).
-SLOW = {"vgg19", "densenet121", "inception_v2", "resnet50"}
+#: VGG-19 (20 GFLOPs, 550 MB of weights) runs with the slow tests.
+SLOW = {"vgg19"}
 
 
 def load(name: str) -> onnx.ModelProto:

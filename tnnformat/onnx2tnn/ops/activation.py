@@ -8,13 +8,20 @@ from ..graph import TNN_DOMAIN, Node
 from ...layer_types import FLT_MAX
 from . import converts
 
-#: ONNX ops that are one TNN layer without params.
-UNARY = {"Relu": "ReLU", "Sigmoid": "Sigmoid", "Tanh": "Tanh"}
+#: ONNX ops that are one TNN layer without params (TNN's names where they differ).
+UNARY = {"Relu": "ReLU", **{op: op for op in (
+    "Sigmoid", "Tanh", "Abs", "Exp", "Log", "Sqrt", "Neg", "Floor", "Ceil", "Reciprocal", "Sin",
+    "Cos", "Tan", "Asin", "Acos", "Atan", "Softplus", "Softsign")}}
 
 
 @converts(*UNARY)
 def unary(ctx: Context, node: Node) -> None:
     ctx.emit(UNARY[node.op_type], node.inputs, node.outputs)
+
+
+@converts("Elu", attrs=("alpha",))
+def elu(ctx: Context, node: Node) -> None:
+    ctx.emit("Elu", node.inputs, node.outputs, {"alpha": float(node.attr("alpha", 1.0))})
 
 
 def _channel_slope(ctx: Context, node: Node, slope: np.ndarray) -> bool:

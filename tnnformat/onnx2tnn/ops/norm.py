@@ -1,4 +1,4 @@
-"""Normalizations and reductions: BatchNormalization, LRN, Softmax, ReduceMean."""
+"""Normalizations and reductions: BatchNormalization, LRN, Softmax, Reduce*."""
 from __future__ import annotations
 
 import math
@@ -83,12 +83,17 @@ def softmax(ctx: Context, node: Node) -> None:
                                            reshape_type=0), name=f"{label}_restore")
 
 
-@converts("ReduceMean", attrs=("axes", "keepdims", "noop_with_empty_axes"))
-def reduce_mean(ctx: Context, node: Node) -> None:
+REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+              "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
+
+
+@converts(*REDUCTIONS, attrs=("axes", "keepdims", "noop_with_empty_axes"))
+def reduce(ctx: Context, node: Node) -> None:
+    """Reductions keep their names in TNN; axes are listed, all of them for an empty list."""
     rank = ctx.rank(node.inputs[0])
     axes = int_list_arg(ctx, node, "axes", 1) or []
     if not axes and node.attr("noop_with_empty_axes", 0):
         raise ctx.fail("noop_with_empty_axes=1 without axes is not supported")
     axes = sorted(ctx.axis(a, rank) for a in axes) if axes else list(range(rank))
-    ctx.emit("ReduceMean", node.inputs[:1], node.outputs,
+    ctx.emit(node.op_type, node.inputs[:1], node.outputs,
              {"keep_dims": int(node.attr("keepdims", 1)), "axes": axes})
