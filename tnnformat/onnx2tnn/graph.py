@@ -54,15 +54,6 @@ class Graph:
     shapes: Dict[str, Shape] = field(default_factory=dict)
     types: Dict[str, int] = field(default_factory=dict)  # ONNX elem type of every known value
 
-    def producer(self, name: str) -> Optional[Node]:
-        for node in self.nodes:
-            if name in node.outputs:
-                return node
-        return None
-
-    def consumers(self, name: str) -> List[Node]:
-        return [node for node in self.nodes if name in node.inputs]
-
     def uses(self, name: str) -> int:
         """How many node inputs and graph outputs read `name`."""
         return sum(node.inputs.count(name) for node in self.nodes) + self.outputs.count(name)

@@ -1,7 +1,9 @@
 """MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool -> Pooling (2-D).
 
 TNN's average pooling divides by the window clipped to the input (ONNX count_include_pad=0);
-count_include_pad=1 becomes an explicit zero Pad before an unpadded pooling.
+count_include_pad=1 becomes an explicit zero Pad before an unpadded pooling. Max pooling
+whose pads no TNN pad type reproduces is padded explicitly with -FLT_MAX; a single window
+over the whole input is written as TNN's global pooling.
 """
 from __future__ import annotations
 
