@@ -66,7 +66,7 @@ class DelayedProgress:
               help="Static shape of an input, e.g. data:1,3,224,224; needed for inputs with "
                    "dynamic dims, may be repeated.")
 def main(model: str, prefix: str, input_shapes: Dict[str, Tuple[int, ...]]) -> None:
-    """Convert an ONNX model (opsets 7 to 17) to a TNN model.
+    """Convert an ONNX model (opset 7 or newer) to a TNN model.
 
     Shapes become static, constant subgraphs are folded, BatchNormalization is folded into
     the convolution before it, and layers, blobs and params follow TNN's own converter, with
@@ -85,8 +85,10 @@ def main(model: str, prefix: str, input_shapes: Dict[str, Tuple[int, ...]]) -> N
     progress = DelayedProgress()
     try:
         net, summary = convert_with_summary(model, input_shapes, progress)
-        progress.close()
+        progress("writing the model", 0, 1)
         save(net, proto, weights)
+        progress("writing the model", 1, 1)
+        progress.close()
     except (ConversionError, TnnFormatError) as exc:
         progress.close()
         raise click.ClickException(str(exc)) from None
@@ -96,4 +98,4 @@ def main(model: str, prefix: str, input_shapes: Dict[str, Tuple[int, ...]]) -> N
                                    f"({type(exc).__name__}: {exc}); please report it") from None
     click.echo(f"{model}: {summary.nodes} ONNX nodes -> {summary.layers} TNN layers "
                f"({summary.folded} nodes folded as constants, {summary.fused} rewrites) "
-               f"in {summary.seconds:.1f} s; wrote {proto} and {weights}")
+               f"in {time.monotonic() - progress.start:.1f} s; wrote {proto} and {weights}")
