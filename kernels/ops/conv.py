@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -69,7 +69,9 @@ def _padded(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.n
 
 @dataclass
 class ConvWeights:
-    matrices: np.ndarray  # (group, in_per_group * kh * kw, out_per_group)
+    rows: List[np.ndarray]  # per group: (out_per_group, in_per_group * kh * kw)
+    columns: List[np.ndarray]  # per group: the transpose, contiguous
+    in_per_group: int
     depthwise: Optional[np.ndarray]  # (channels, kh, kw) when every group has one input channel
     bias: Optional[np.ndarray]
 
@@ -94,17 +96,17 @@ class Convolution(Kernel):
         in_per_group = weights.size // (out * kernel)
         w = weights.reshape(group, out // group, in_per_group * kernel)
         bias = float_buffer(resource, "bias", layer).reshape(-1) if p["bias"] else None
-        depthwise = None
         if in_per_group == 1 and out == group:
-            depthwise = weights.reshape(out, p["kernel_h"], p["kernel_w"])
-        return ConvWeights(np.ascontiguousarray(w.transpose(0, 2, 1)), depthwise, bias)
+            return ConvWeights([], [], 1, weights.reshape(out, p["kernel_h"], p["kernel_w"]), bias)
+        return ConvWeights([np.ascontiguousarray(g) for g in w], [np.ascontiguousarray(g.T) for g in w],
+                           in_per_group, None, bias)
 
     def run(self, layer, state: ConvWeights, inputs):
         p = layer.params
         x = inputs[0]
         n, c, h, w = x.shape
         group = p["group"]
-        in_per_group = state.matrices.shape[1] // (p["kernel_h"] * p["kernel_w"])
+        in_per_group = state.in_per_group
         if c != in_per_group * group:
             raise KernelError(f"layer '{layer.name}': input has {c} channels, the filter expects "
                               f"{in_per_group * group}")
@@ -119,16 +121,18 @@ class Convolution(Kernel):
                     patch = xp[:, :, i * dh:i * dh + sh * (out_h - 1) + 1:sh, j * dw:j * dw + sw * (out_w - 1) + 1:sw]
                     y += patch * state.depthwise[None, :, i, j, None, None]
         elif kh == kw == 1 and sh == sw == 1:
-            cols = xp[:, :, :out_h, :out_w].reshape(n, group, in_per_group, out_h * out_w)
-            y = np.matmul(state.matrices.transpose(0, 2, 1)[None], cols).reshape(n, -1, out_h, out_w)
+            pixels = np.ascontiguousarray(xp[:, :, :out_h, :out_w]).reshape(n, group, in_per_group, -1)
+            y = np.concatenate([np.matmul(w, pixels[:, g]) for g, w in enumerate(state.rows)], axis=1)
+            y = y.reshape(n, -1, out_h, out_w)
         else:
             windows = sliding_window_view(xp, (_extent(kh, dh), _extent(kw, dw)), axis=(2, 3))
             windows = windows[:, :, :sh * (out_h - 1) + 1:sh, :sw * (out_w - 1) + 1:sw, ::dh, ::dw]
-            windows = windows.reshape(n, group, in_per_group, out_h, out_w, kh, kw)
-            cols = np.ascontiguousarray(windows.transpose(0, 1, 3, 4, 2, 5, 6))
-            cols = cols.reshape(n, group, out_h * out_w, in_per_group * kh * kw)
-            y = np.matmul(cols, state.matrices[None])  # (n, group, pixels, out_per_group)
-            y = y.transpose(0, 1, 3, 2).reshape(n, -1, out_h, out_w)
+            parts = []
+            for g, w in enumerate(state.columns):  # one GEMM per group over all images
+                part = windows[:, g * in_per_group:(g + 1) * in_per_group]
+                cols = np.ascontiguousarray(part.transpose(0, 2, 3, 1, 4, 5)).reshape(n * out_h * out_w, -1)
+                parts.append((cols @ w).reshape(n, out_h * out_w, -1))
+            y = np.concatenate(parts, axis=2).transpose(0, 2, 1).reshape(n, -1, out_h, out_w)
         if state.bias is not None:
             y = y + state.bias[None, :, None, None]
         return [activate(np.ascontiguousarray(y, dtype=np.float32), p["activation_type"], layer)]

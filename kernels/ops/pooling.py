@@ -35,30 +35,24 @@ def pool_geometry(p: dict, height: int, width: int) -> Tuple[int, int, int, int,
     return kh, kw, sh, sw, out_h, out_w, int(along_h / 2), int(along_w / 2)
 
 
-def _window_bounds(out: int, stride: int, pad: int, kernel: int, size: int):
+def _window_counts(out: int, stride: int, pad: int, kernel: int, size: int) -> np.ndarray:
+    """How many real input positions each output window covers along one axis."""
     start = np.arange(out) * stride - pad
-    return np.maximum(start, 0), np.minimum(start + kernel, size)
+    return np.minimum(start + kernel, size) - np.maximum(start, 0)
 
 
-def _adaptive_bounds(out: int, size: int):
-    index = np.arange(out)
-    return (index * size) // out, -((-(index + 1) * size) // out)
-
-
-def _pool(x: np.ndarray, rows, cols, average: bool) -> np.ndarray:
-    """Pool over windows [row_start, row_end) x [col_start, col_end), vectorized per offset."""
+def _pool(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, out_h: int, out_w: int,
+          top: int, left: int, average: bool) -> np.ndarray:
+    """Strided windows over the input placed in a frame of the neutral value (0 for average,
+    -inf for max), one vectorized step per kernel offset."""
     n, c, h, w = x.shape
-    (r0, r1), (c0, c1) = rows, cols
-    kh, kw = int((r1 - r0).max()), int((c1 - c0).max())
-    fill = 0.0 if average else -np.inf
-    padded = np.full((n, c, h + kh, w + kw), fill, np.float32)
-    padded[:, :, :h, :w] = x
+    frame_h, frame_w = max((out_h - 1) * sh + kh, top + h), max((out_w - 1) * sw + kw, left + w)
+    frame = np.full((n, c, frame_h, frame_w), 0.0 if average else -np.inf, np.float32)
+    frame[:, :, top:top + h, left:left + w] = x
     result = None
     for i in range(kh):
-        ri = np.where(r0 + i < r1, r0 + i, h)  # out-of-window rows read the fill value
         for j in range(kw):
-            cj = np.where(c0 + j < c1, c0 + j, w)
-            patch = padded[:, :, ri[:, None], cj[None, :]]
+            patch = frame[:, :, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
             if result is None:
                 result = patch.copy()
             elif average:
@@ -66,8 +60,19 @@ def _pool(x: np.ndarray, rows, cols, average: bool) -> np.ndarray:
             else:
                 np.maximum(result, patch, out=result)
     if average:
-        result /= ((r1 - r0)[:, None] * (c1 - c0)[None, :]).astype(np.float32)
+        counts = np.outer(_window_counts(out_h, sh, top, kh, h), _window_counts(out_w, sw, left, kw, w))
+        result /= counts.astype(np.float32)
     return result
+
+
+def _adaptive(x: np.ndarray, out_h: int, out_w: int, average: bool) -> np.ndarray:
+    """Adaptive pooling: window i spans [floor(i * size / out), ceil((i + 1) * size / out))."""
+    h, w = x.shape[2:]
+    rows = [(i * h // out_h, -(-(i + 1) * h // out_h)) for i in range(out_h)]
+    cols = [(j * w // out_w, -(-(j + 1) * w // out_w)) for j in range(out_w)]
+    reduce = np.mean if average else np.max
+    return np.stack([np.stack([reduce(x[:, :, r0:r1, c0:c1], axis=(2, 3)) for c0, c1 in cols], axis=-1)
+                     for r0, r1 in rows], axis=-2).astype(np.float32)
 
 
 @register("Pooling")
@@ -86,12 +91,8 @@ class Pooling(Kernel):
         average = p["pool_type"] == 1
         h, w = x.shape[2:]
         if p["is_adaptive"]:
-            rows, cols = _adaptive_bounds(p["output_h"], h), _adaptive_bounds(p["output_w"], w)
-        elif p["kernel_h"] == 0 and p["kernel_w"] == 0:
+            return [_adaptive(x, p["output_h"], p["output_w"], average)]
+        if p["kernel_h"] == 0 and p["kernel_w"] == 0:
             reduce = np.mean if average else np.max
             return [reduce(x, axis=(2, 3), keepdims=True).astype(np.float32)]
-        else:
-            kh, kw, sh, sw, out_h, out_w, top, left = pool_geometry(p, h, w)
-            rows = _window_bounds(out_h, sh, top, kh, h)
-            cols = _window_bounds(out_w, sw, left, kw, w)
-        return [_pool(x, rows, cols, average)]
+        return [_pool(x, *pool_geometry(p, h, w), average)]
