@@ -15,6 +15,8 @@ the same quantities for every candidate at once, from prefix sums:
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Tuple
 
@@ -25,48 +27,51 @@ from .min_max import scale_from_threshold
 
 LEVELS = 128
 CANDIDATES = np.arange(LEVELS, BINS)
-CHUNK = 8  # channels per vectorized step: bounds memory to a few tens of MB
+WORKERS = os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)
-def _boundaries() -> Tuple[np.ndarray, np.ndarray]:
-    """Floor and fractional part of every level boundary x_j (j = 0..128) of every candidate."""
-    x = CANDIDATES[:, None] * np.arange(LEVELS + 1)[None, :] / LEVELS  # exact dyadic values
-    floor = np.floor(x).astype(np.int64)
-    return floor, x - floor
+def _boundaries():
+    """Channel-independent geometry, boundary-major (129, candidates) so that steps from one
+    boundary to the next are contiguous rows: for each level boundary x_j = j * i / 128 the
+    bin holding it and its fractional position in that bin."""
+    x = np.arange(LEVELS + 1)[:, None] * CANDIDATES[None, :] / LEVELS  # exact dyadic values
+    floor = np.floor(x).astype(np.intp)
+    frac = x - floor
+    return floor, frac, frac > 0, frac[1:LEVELS], np.log(CANDIDATES / LEVELS)
+
+
+def _thresholds_of(p: np.ndarray) -> int:
+    """The least-KL threshold bin of one normalized histogram (float64, length BINS)."""
+    floor, frac, cut, inner, log_width = _boundaries()
+    cum = np.concatenate([[0.0], np.cumsum(p)])  # cum[k] = sum p[:k]
+    plogp = np.concatenate([[0.0], np.cumsum(p * np.log(p))])
+    padded = np.append(p, 0.0)  # a boundary at bin 2048 is never inside a bin
+    p_at = padded[floor]
+    cum_at = cum[floor]
+    edge = cum_at + frac * p_at  # the cumulative mass at each boundary
+    level_mass = edge[1:] - edge[:-1]  # Q_j, one row per level
+    cut_mass = np.where(cut, p_at, 0.0)  # mass of the bins a boundary splits
+    whole = cum_at[1:] - cum_at[:-1] - cut_mass[:-1]  # mass of the bins wholly inside level j
+    last = CANDIDATES - 1
+    tail = cum[-1] - cum[CANDIDATES]
+    folded = p[last] + tail  # bin i-1 takes the tail
+    entropy = plogp[last] + folded * np.log(folded)
+    log_mass = np.log(level_mass)
+    cross = np.einsum("ji,ji->i", whole, log_mass) + tail * log_mass[-1]
+    cross -= (cum[CANDIDATES] - cut_mass.sum(axis=0) + tail) * log_width
+    split = cut_mass[1:LEVELS]
+    mixed = level_mass[1:] + inner * (level_mass[:-1] - level_mass[1:])
+    cross += np.einsum("ji,ji->i", split, np.log(mixed)) - split.sum(axis=0) * log_width
+    return int(CANDIDATES[np.argmin(entropy - cross)])
 
 
 def kl_thresholds(distribution: np.ndarray) -> np.ndarray:
-    """The threshold bin of least KL divergence for each row of a normalized histogram."""
-    floor, frac = _boundaries()
-    widths = CANDIDATES.astype(np.float64) / LEVELS
-    last = CANDIDATES - 1
-    result = np.empty(distribution.shape[0], np.int64)
-    for start in range(0, distribution.shape[0], CHUNK):
-        p = distribution[start:start + CHUNK].astype(np.float64)
-        zero = np.zeros((p.shape[0], 1))
-        cum = np.concatenate([zero, np.cumsum(p, axis=1)], axis=1)  # cum[k] = sum p[:k]
-        plogp = np.concatenate([zero, np.cumsum(p * np.log(p), axis=1)], axis=1)
-        padded = np.concatenate([p, zero], axis=1)  # p at a boundary equal to 2048 is unused
-
-        p_at = padded[:, floor]  # (c, candidates, 129): bin holding each boundary
-        cum_at = cum[:, floor]
-        edge = cum_at + frac * p_at  # F at each boundary
-        level_mass = np.diff(edge, axis=2)  # Q_j
-        value = level_mass / widths[None, :, None]  # v_j
-        cut = frac[:, 1:LEVELS] > 0  # boundaries inside a bin
-        # mass of the whole bins of each level: from ceil(x_j) to floor(x_j+1)
-        ceil_cum = cum_at + (frac > 0) * p_at
-        whole = cum_at[:, :, 1:] - ceil_cum[:, :, :-1]
-        tail = cum[:, -1:] - cum[:, CANDIDATES]  # mass at and beyond bin i
-        folded = p[:, last] + tail  # bin i-1 takes the tail
-        entropy = plogp[:, last] + folded * np.log(folded)  # sum ref log ref
-        cross = np.sum(whole * np.log(value), axis=2) + tail * np.log(value[:, :, -1])
-        mixed = value[:, :, :-1] * frac[None, :, 1:LEVELS] + value[:, :, 1:] * (1 - frac[None, :, 1:LEVELS])
-        cut_mass = np.where(cut[None], p_at[:, :, 1:LEVELS], 0.0)
-        cross += np.sum(cut_mass * np.log(np.where(cut[None], mixed, 1.0)), axis=2)
-        result[start:start + CHUNK] = CANDIDATES[np.argmin(entropy - cross, axis=1)]
-    return result
+    """The threshold bin of least KL divergence for each row of a normalized histogram;
+    rows are independent, so they are spread over the machine's cores."""
+    rows = distribution.astype(np.float64)
+    with ThreadPoolExecutor(max_workers=min(WORKERS, len(rows)) or 1) as pool:
+        return np.fromiter(pool.map(_thresholds_of, rows), np.int64, len(rows))
 
 
 def scales(stats) -> Tuple[np.ndarray, np.ndarray]:

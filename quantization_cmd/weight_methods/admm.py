@@ -1,8 +1,9 @@
 """ADMM weights (-w 1): alternate rounding with the least-squares scale for those values.
 
 Start from scale = max |w| / (127 * 1.25); then repeat q = clip(round(w / scale), +-127)
-and scale = <w, q> / <q, q>, at most 1000 times (TNN always runs 1000; once q stops changing
-the scale stops too, so we stop there with the same result). All rows at once.
+and scale = <w, q> / <q, q>, 1000 times (once q stops changing, the scale stops too, so we
+stop there with the same result). All rows at once. The dot products are accumulated in
+float32 in order, as TNN's loop does: at a fixed point the scale is then TNN's to the bit.
 """
 from __future__ import annotations
 
@@ -15,16 +16,22 @@ EPS = np.float32(1e-9)
 
 
 def _round_clip(weights: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    return np.clip(round_half_away(weights / (scale + EPS)[:, None].astype(np.float32)), -127, 127)
+    return np.clip(round_half_away(weights / (scale + EPS)[:, None]), -127, 127).astype(np.float32)
+
+
+def _float32_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise sum of a * b accumulated left to right in float32 (cumsum is sequential)."""
+    return np.cumsum(a * b, axis=1, dtype=np.float32)[:, -1]
 
 
 def quantize(weights: np.ndarray):
     weights = weights.astype(np.float32)
-    scale = (np.max(np.abs(weights), axis=1) / np.float32(127 * 1.25)).astype(np.float32)
+    scale = (np.max(np.abs(weights), axis=1).astype(np.float64) / (127 * 1.25)).astype(np.float32)
     q = _round_clip(weights, scale)
-    for _ in range(MAX_ITERATIONS):
-        qf = q.astype(np.float64)
-        scale = (np.einsum("ij,ij->i", weights, qf) / (np.einsum("ij,ij->i", qf, qf) + EPS)).astype(np.float32)
+    for iteration in range(MAX_ITERATIONS):
+        scale = (_float32_dot(weights, q) / (_float32_dot(q, q) + EPS)).astype(np.float32)
+        if iteration == MAX_ITERATIONS - 1:
+            break
         new_q = _round_clip(weights, scale)
         if np.array_equal(new_q, q):
             break
