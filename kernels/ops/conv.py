@@ -156,9 +156,11 @@ def deconv_geometry(p: dict, height: int, width: int) -> Tuple[int, int, int, in
         raise ValueError(f"pad_type {pad_type} is not supported by deconvolutions")
     along_h = (height - 1) * sh + ext_h - out_h
     along_w = (width - 1) * sw + ext_w - out_w
-    if pad_type == 3:
+    top, left = int(along_h / 2), int(along_w / 2)
+    if pad_type == 3:  # TNN swaps begin and end pads here (room for ONNX's output_padding)
         along_h, along_w = max(along_h, 0), max(along_w, 0)
-    return out_h, out_w, int(along_h / 2), int(along_w / 2)
+        top, left = along_h - int(along_h / 2), along_w - int(along_w / 2)
+    return out_h, out_w, top, left
 
 
 @register("Deconvolution")
