@@ -1,6 +1,7 @@
 """Shared test fixtures: where ../shared is, and the rule for when it is missing."""
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -10,14 +11,25 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+def _missing(message: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message, allow_module_level=True)
+
+
+def require(module: str):
+    """Import an optional test dependency; under CI=true its absence fails instead of skipping."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        _missing(f"{module} is not installed (pip install '.[test]')")
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared; missing ../shared fails under CI=true and skips elsewhere."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        message = f"{path} is missing (tests that use ../shared need it beside the checkout)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"{path} is missing (tests that use ../shared need it beside the checkout)")
     return path
 
 

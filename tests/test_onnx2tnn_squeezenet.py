@@ -7,17 +7,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from conftest import require, shared_path
+
+require("onnx")
+require("onnxruntime")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from onnx_node_tests import cosine, onnxruntime_outputs, tnn_forward  # noqa: E402
 
 import tnnformat  # noqa: E402
-from conftest import shared_path  # noqa: E402
 from tnnformat.onnx2tnn import convert, load_model  # noqa: E402
 
 MEAN_BGR = np.array([104, 117, 123], np.float32).reshape(3, 1, 1)

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import require
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+onnx = require("onnx")
+require("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -9,8 +9,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from conftest import require
+
+onnx = require("onnx")
+require("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
