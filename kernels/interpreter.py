@@ -1,42 +1,60 @@
-"""The graph runner: layers in proto order, blobs freed after their last reader."""
+"""The graph runner: layers in proto order, blobs freed after their last reader.
+
+Float layers run the float kernels. A quantized layer (TNN's `Quantized` prefix) runs its
+int8 kernel on int8 inputs: float blobs entering it are quantized with their blob scale and
+int8 blobs entering a float layer are dequantized, as TNN's inserted reformat layers do. A
+quantized layer type without an int8 kernel runs its float kernel between a dequantize and
+a quantize.
+"""
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
 
 from tnnformat import Layer, Net
 
 from .errors import KernelError
+from .int8 import INT8_KERNELS, Int8Blob, blob_scale, quantize
 from .registry import kernel_for
 
 Hook = Callable[[Optional[Layer], str, np.ndarray], None]
+Value = Union[np.ndarray, Int8Blob]
 
 
 class Interpreter:
-    """Runs a TNN Net on batched float32 NCHW inputs, with TNN's semantics.
+    """Runs a TNN Net on batched float32 NCHW inputs, with TNN's semantics, float and int8.
 
     `forward(inputs, hook=...)` calls `hook(layer, blob, value)` for every network input
     (layer None) and every blob a layer produces, in execution order, as TNN's forward
-    callback does. Blobs are released after their last reader unless listed in `keep`.
+    callback does; int8 blobs are shown dequantized. Blobs are released after their last
+    reader unless listed in `keep`.
     """
 
     def __init__(self, net: Net):
         self.net = net
-        quantized = [layer for layer in net.layers if layer.quantized]
-        if quantized:
-            raise KernelError(f"layer '{quantized[0].name}' is {quantized[0].type_str}: "
-                              "int8 execution is not supported yet")
         self.kernels = [kernel_for(layer) for layer in net.layers]
-        self.states = [kernel.prepare(layer, net.resources.get(layer.name, {}))
-                       for kernel, layer in zip(self.kernels, net.layers)]
+        self.states = []
+        self.scales: List[tuple] = []
+        for kernel, layer in zip(self.kernels, net.layers):
+            resource = net.resources.get(layer.name, {})
+            if layer.quantized:
+                ins = [blob_scale(net, layer, b) for b in layer.inputs]
+                outs = [blob_scale(net, layer, b) for b in layer.outputs]
+                self.scales.append((ins, outs))
+                int8 = INT8_KERNELS.get(layer.type)
+                self.states.append(int8.prepare(layer, resource, ins, outs) if int8
+                                   else kernel.prepare(layer, resource))
+            else:
+                self.scales.append(None)
+                self.states.append(kernel.prepare(layer, resource))
         self.last_use: Dict[str, int] = {}
         for index, layer in enumerate(net.layers):
             for blob in layer.inputs:
                 self.last_use[blob] = index
 
-    def _check_inputs(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        blobs = {}
+    def _check_inputs(self, inputs: Dict[str, np.ndarray]) -> Dict[str, Value]:
+        blobs: Dict[str, Value] = {}
         for name, shape in self.net.inputs.items():
             if name not in inputs:
                 raise KernelError(f"input '{name}' is missing (the model takes {list(self.net.inputs)})")
@@ -51,38 +69,57 @@ class Interpreter:
             raise KernelError(f"unknown input(s) {sorted(extra)}; the model takes {list(self.net.inputs)}")
         return blobs
 
+    @staticmethod
+    def _float(value: Value) -> np.ndarray:
+        return value.dequantize() if isinstance(value, Int8Blob) else value
+
+    def _run(self, index: int, layer: Layer, args: List[Value]) -> List[Value]:
+        kernel, state, scales = self.kernels[index], self.states[index], self.scales[index]
+        if scales is None:
+            return kernel.run(layer, state, [self._float(a) for a in args])
+        ins, outs = scales
+        int8_args = [a if isinstance(a, Int8Blob) else quantize(a, s) for a, s in zip(args, ins)]
+        int8 = INT8_KERNELS.get(layer.type)
+        if int8 is not None:
+            results = int8.run(layer, state, int8_args, outs)
+            return [Int8Blob(r, s) for r, s in zip(results, outs)]
+        floats = kernel.run(layer, state, [a.dequantize() for a in int8_args])
+        return [quantize(f, s) for f, s in zip(floats, outs)]
+
     def forward(self, inputs: Dict[str, np.ndarray], hook: Optional[Hook] = None,
                 keep: Iterable[str] = ()) -> Dict[str, np.ndarray]:
-        """The model outputs (and any blobs named in `keep`) for `inputs`."""
+        """The model outputs (and any blobs named in `keep`) for `inputs`, as float32."""
         blobs = self._check_inputs(inputs)
         wanted = set(self.net.outputs) | set(keep)
         if hook is not None:
             for name, value in blobs.items():
                 hook(None, name, value)
-        for index, (layer, kernel, state) in enumerate(zip(self.net.layers, self.kernels, self.states)):
+        for index, layer in enumerate(self.net.layers):
             try:
                 args = [blobs[b] for b in layer.inputs]
             except KeyError as exc:
                 raise KernelError(f"layer '{layer.name}' reads blob '{exc.args[0]}', which no earlier "
                                   "layer or input produces") from None
             try:
-                outputs = kernel.run(layer, state, args)
+                outputs = self._run(index, layer, args)
             except KernelError:
                 raise
             except (ValueError, IndexError) as exc:
-                raise KernelError(f"layer '{layer.name}' ({layer.type}) failed on input shapes "
-                                  f"{[list(a.shape) for a in args]}: {exc}") from None
+                shapes = [list(self._float(a).shape) for a in args]
+                raise KernelError(f"layer '{layer.name}' ({layer.type_str}) failed on input shapes "
+                                  f"{shapes}: {exc}") from None
             for blob, value in zip(layer.outputs, outputs):
                 blobs[blob] = value
                 if hook is not None:
-                    hook(layer, blob, value)
+                    hook(layer, blob, self._float(value))
             for blob in set(layer.inputs) | set(layer.outputs):
                 if self.last_use.get(blob, -1) <= index and blob not in wanted:
                     blobs.pop(blob, None)
         missing = sorted(b for b in wanted if b not in blobs)
         if missing:
             raise KernelError(f"blob '{missing[0]}' is never produced")
-        return {name: blobs[name] for name in list(self.net.outputs) + sorted(wanted - set(self.net.outputs))}
+        order = list(self.net.outputs) + sorted(wanted - set(self.net.outputs))
+        return {name: self._float(blobs[name]) for name in order}
 
     @property
     def layers(self) -> List[Layer]:

@@ -9,3 +9,15 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
     """std::round elementwise, as int64; exact for float32 input (the sum is done in float64)."""
     wide = np.asarray(x, dtype=np.float64)
     return (np.sign(wide) * np.floor(np.abs(wide) + 0.5)).astype(np.int64)
+
+
+def float2int8(value: np.ndarray) -> np.ndarray:
+    """TNN's float2int8: add +-0.5 in float32, clamp to [-128, 127], truncate toward zero.
+
+    The addition is float32 on purpose: 0.49999997 + 0.5 rounds to 1.0 in float32, so TNN
+    maps it to 1, and so must we to compute what TNN computes. NaN becomes 0.
+    """
+    v = np.asarray(value, dtype=np.float32)
+    shifted = np.where(v >= 0, v + np.float32(0.5), v - np.float32(0.5))
+    clamped = np.clip(np.nan_to_num(shifted, nan=0.0), -128, 127)
+    return clamped.astype(np.int8)

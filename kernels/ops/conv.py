@@ -69,73 +69,87 @@ def _padded(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.n
 
 @dataclass
 class ConvWeights:
+    """A filter arranged for the computation, in the dtype the computation runs in."""
+
     rows: List[np.ndarray]  # per group: (out_per_group, in_per_group * kh * kw)
     columns: List[np.ndarray]  # per group: the transpose, contiguous
     in_per_group: int
     depthwise: Optional[np.ndarray]  # (channels, kh, kw) when every group has one input channel
-    bias: Optional[np.ndarray]
+
+
+def arrange_filter(weights: np.ndarray, layer: Layer) -> ConvWeights:
+    """`weights` (any shape holding out x in_per_group x kh x kw values) for `convolve`."""
+    p = layer.params
+    out, group = p["output_channel"], p["group"]
+    if group <= 0 or out % group:
+        raise KernelError(f"layer '{layer.name}': {out} output channels in {group} groups")
+    kernel = p["kernel_h"] * p["kernel_w"]
+    if weights.size % (out * kernel):
+        raise KernelError(f"layer '{layer.name}': filter of {weights.size} values does not fit "
+                          f"{out} outputs and a {p['kernel_h']}x{p['kernel_w']} kernel")
+    in_per_group = weights.size // (out * kernel)
+    if in_per_group == 1 and out == group:
+        return ConvWeights([], [], 1, weights.reshape(out, p["kernel_h"], p["kernel_w"]))
+    w = weights.reshape(group, out // group, in_per_group * kernel)
+    return ConvWeights([np.ascontiguousarray(g) for g in w], [np.ascontiguousarray(g.T) for g in w],
+                       in_per_group, None)
+
+
+def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer) -> np.ndarray:
+    """The convolution of NCHW `x` (already offset so that padding is 0) by `weights`,
+    computed in x's dtype: float32 for float models, float64 (exact integers) for int8."""
+    p = layer.params
+    n, c, h, w = x.shape
+    group, in_per_group = p["group"], weights.in_per_group
+    if c != in_per_group * group:
+        raise KernelError(f"layer '{layer.name}': input has {c} channels, the filter expects "
+                          f"{in_per_group * group}")
+    out_h, out_w, top, bottom, left, right = conv_pads(p, h, w)
+    xp = _padded(x, top, bottom, left, right)
+    sh, sw, dh, dw = p["stride_h"], p["stride_w"], p["dilation_h"], p["dilation_w"]
+    kh, kw = p["kernel_h"], p["kernel_w"]
+    if weights.depthwise is not None:
+        y = np.zeros((n, c, out_h, out_w), x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                patch = xp[:, :, i * dh:i * dh + sh * (out_h - 1) + 1:sh, j * dw:j * dw + sw * (out_w - 1) + 1:sw]
+                y += patch * weights.depthwise[None, :, i, j, None, None]
+        return y
+    if kh == kw == 1 and sh == sw == 1:
+        pixels = np.ascontiguousarray(xp[:, :, :out_h, :out_w]).reshape(n, group, in_per_group, -1)
+        y = np.concatenate([np.matmul(rows, pixels[:, g]) for g, rows in enumerate(weights.rows)], axis=1)
+        return y.reshape(n, -1, out_h, out_w)
+    windows = sliding_window_view(xp, (_extent(kh, dh), _extent(kw, dw)), axis=(2, 3))
+    windows = windows[:, :, :sh * (out_h - 1) + 1:sh, :sw * (out_w - 1) + 1:sw, ::dh, ::dw]
+    parts = []
+    for g, columns in enumerate(weights.columns):  # one GEMM per group over all images
+        part = windows[:, g * in_per_group:(g + 1) * in_per_group]
+        cols = np.ascontiguousarray(part.transpose(0, 2, 3, 1, 4, 5)).reshape(n * out_h * out_w, -1)
+        parts.append((cols @ columns).reshape(n, out_h * out_w, -1))
+    return np.concatenate(parts, axis=2).transpose(0, 2, 1).reshape(n, -1, out_h, out_w)
+
+
+def conv_shape(layer: Layer, input_shape) -> tuple:
+    n, _, h, w = input_shape
+    out_h, out_w = conv_pads(layer.params, h, w)[:2]
+    return (n, layer.params["output_channel"], out_h, out_w)
 
 
 @register("Convolution")
 class Convolution(Kernel):
     def shapes(self, layer, inputs, resource):
-        n, _, h, w = inputs[0]
-        out_h, out_w = conv_pads(layer.params, h, w)[:2]
-        return [(n, layer.params["output_channel"], out_h, out_w)]
+        return [conv_shape(layer, inputs[0])]
 
-    def prepare(self, layer: Layer, resource: Resource) -> ConvWeights:
-        p = layer.params
-        out, group = p["output_channel"], p["group"]
-        if group <= 0 or out % group:
-            raise KernelError(f"layer '{layer.name}': {out} output channels in {group} groups")
-        weights = float_buffer(resource, "filter", layer)
-        kernel = p["kernel_h"] * p["kernel_w"]
-        if weights.size % (out * kernel):
-            raise KernelError(f"layer '{layer.name}': filter of {weights.size} values does not fit "
-                              f"{out} outputs and a {p['kernel_h']}x{p['kernel_w']} kernel")
-        in_per_group = weights.size // (out * kernel)
-        w = weights.reshape(group, out // group, in_per_group * kernel)
-        bias = float_buffer(resource, "bias", layer).reshape(-1) if p["bias"] else None
-        if in_per_group == 1 and out == group:
-            return ConvWeights([], [], 1, weights.reshape(out, p["kernel_h"], p["kernel_w"]), bias)
-        return ConvWeights([np.ascontiguousarray(g) for g in w], [np.ascontiguousarray(g.T) for g in w],
-                           in_per_group, None, bias)
+    def prepare(self, layer: Layer, resource: Resource):
+        bias = float_buffer(resource, "bias", layer).reshape(-1) if layer.params["bias"] else None
+        return arrange_filter(float_buffer(resource, "filter", layer), layer), bias
 
-    def run(self, layer, state: ConvWeights, inputs):
-        p = layer.params
-        x = inputs[0]
-        n, c, h, w = x.shape
-        group = p["group"]
-        in_per_group = state.in_per_group
-        if c != in_per_group * group:
-            raise KernelError(f"layer '{layer.name}': input has {c} channels, the filter expects "
-                              f"{in_per_group * group}")
-        out_h, out_w, top, bottom, left, right = conv_pads(p, h, w)
-        xp = _padded(x, top, bottom, left, right)
-        sh, sw, dh, dw = p["stride_h"], p["stride_w"], p["dilation_h"], p["dilation_w"]
-        kh, kw = p["kernel_h"], p["kernel_w"]
-        if state.depthwise is not None:
-            y = np.zeros((n, c, out_h, out_w), np.float32)
-            for i in range(kh):
-                for j in range(kw):
-                    patch = xp[:, :, i * dh:i * dh + sh * (out_h - 1) + 1:sh, j * dw:j * dw + sw * (out_w - 1) + 1:sw]
-                    y += patch * state.depthwise[None, :, i, j, None, None]
-        elif kh == kw == 1 and sh == sw == 1:
-            pixels = np.ascontiguousarray(xp[:, :, :out_h, :out_w]).reshape(n, group, in_per_group, -1)
-            y = np.concatenate([np.matmul(w, pixels[:, g]) for g, w in enumerate(state.rows)], axis=1)
-            y = y.reshape(n, -1, out_h, out_w)
-        else:
-            windows = sliding_window_view(xp, (_extent(kh, dh), _extent(kw, dw)), axis=(2, 3))
-            windows = windows[:, :, :sh * (out_h - 1) + 1:sh, :sw * (out_w - 1) + 1:sw, ::dh, ::dw]
-            parts = []
-            for g, w in enumerate(state.columns):  # one GEMM per group over all images
-                part = windows[:, g * in_per_group:(g + 1) * in_per_group]
-                cols = np.ascontiguousarray(part.transpose(0, 2, 3, 1, 4, 5)).reshape(n * out_h * out_w, -1)
-                parts.append((cols @ w).reshape(n, out_h * out_w, -1))
-            y = np.concatenate(parts, axis=2).transpose(0, 2, 1).reshape(n, -1, out_h, out_w)
-        if state.bias is not None:
-            y = y + state.bias[None, :, None, None]
-        return [activate(np.ascontiguousarray(y, dtype=np.float32), p["activation_type"], layer)]
+    def run(self, layer, state, inputs):
+        weights, bias = state
+        y = convolve(inputs[0], weights, layer)
+        if bias is not None:
+            y = y + bias[None, :, None, None]
+        return [activate(np.ascontiguousarray(y, dtype=np.float32), layer.params["activation_type"], layer)]
 
 
 def deconv_geometry(p: dict, height: int, width: int) -> Tuple[int, int, int, int]:
