@@ -4,7 +4,9 @@ Float layers run the float kernels. A quantized layer (TNN's `Quantized` prefix)
 int8 kernel on int8 inputs: float blobs entering it are quantized with their blob scale and
 int8 blobs entering a float layer are dequantized, as TNN's inserted reformat layers do. A
 quantized layer type without an int8 kernel runs its float kernel between a dequantize and
-a quantize.
+a quantize. Like TNN's runtime, a model with quantized layers first gets TNN's load-time
+fusion of activations into the convolutions before them (it changes int8 results; for
+float models it changes nothing but the blobs a hook sees).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from tnnformat import Layer, Net
 from .errors import KernelError
 from .int8 import INT8_KERNELS, Int8Blob, blob_scale, quantize
 from .registry import kernel_for
+from .tnn_optimizer import fuse_conv_activation
 
 Hook = Callable[[Optional[Layer], str, np.ndarray], None]
 Value = Union[np.ndarray, Int8Blob]
@@ -32,6 +35,8 @@ class Interpreter:
     """
 
     def __init__(self, net: Net):
+        if any(layer.quantized for layer in net.layers):
+            net = fuse_conv_activation(net)
         self.net = net
         self.kernels = [kernel_for(layer) for layer in net.layers]
         self.states = []

@@ -1,0 +1,184 @@
+"""Int8 arithmetic on small hand-computed cases, and TNN's own int8 files against TNN's outputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import tnnformat
+from kernels import Interpreter, KernelError
+from kernels.int8 import BlobScale, Int8Blob, quantize
+from kernels.rounding import float2int8
+from tnnformat import BLOB_SCALE_SUFFIX, Layer, Net, RawBuffer
+from tnnformat.layer_types import spec
+from tnnformat.params import default_params
+
+from conftest import shared_path
+
+
+def buffer(values, dtype):
+    return RawBuffer.from_array(np.asarray(values, dtype).reshape(-1), dims=())
+
+
+def blob_scale(scale, zero_point=0):
+    scale = np.atleast_1d(np.asarray(scale, np.float32))
+    zero = np.broadcast_to(np.asarray(zero_point, np.int8), scale.shape)
+    return {"scale": buffer(scale, np.float32), "zero_point": buffer(zero, np.int8),
+            "bias": buffer(np.zeros(scale.size), np.int32)}
+
+
+def make(type_name, name, inputs, outputs, quantized=True, **params):
+    return Layer(type_name, name, inputs, outputs, default_params(spec(type_name).params, **params), quantized)
+
+
+def test_float2int8_rounds_half_away_and_clamps_like_tnn():
+    values = np.array([0.5, -0.5, 1.5, -1.5, 2.4999, 127.6, 300, -128.4, -300, np.nan], np.float32)
+    assert float2int8(values).tolist() == [1, -1, 2, -2, 2, 127, 127, -128, -128, 0]
+    # TNN adds 0.5 in float32: 0.49999997 + 0.5 rounds up to 1.0, so it becomes 1
+    assert float2int8(np.float32(0.49999997)).tolist() == 1
+
+
+def test_quantize_per_channel_with_zero_points_and_a_zero_scale():
+    x = np.array([[[[1.0, -1.0]], [[0.25, 2.0]], [[5.0, 5.0]]]], np.float32)
+    q = quantize(x, BlobScale(np.array([0.5, 0.25, 0.0], np.float32), np.array([0, 10, 3], np.int8)))
+    # channel 0: x / 0.5; channel 1: x / 0.25 + 10; channel 2 has scale 0: TNN writes 0
+    assert q.values.tolist() == [[[[2, -2]], [[11, 18]], [[0, 0]]]]
+    restored = q.dequantize()
+    np.testing.assert_allclose(restored[0, :2], x[0, :2])
+
+
+def conv_net(x_scale, x_zero, out_scale, out_zero, weights, w_scale, w_zero, bias, activation=0, pad=0):
+    out = weights.shape[0]
+    conv = make("Convolution", "conv", ["x"], ["y"], group=1, input_channel=weights.shape[1],
+                output_channel=out, kernel_h=weights.shape[2], kernel_w=weights.shape[3], stride_h=1,
+                stride_w=1, pad_h=pad, pad_w=pad, bias=1, activation_type=activation)
+    return Net(inputs={"x": (1, weights.shape[1], 3, 3)}, outputs=["y"], layers=[conv], resources={
+        "conv": {"filter": buffer(weights, np.int8), "bias": buffer(bias, np.int32),
+                 "zero_point": buffer(w_zero, np.int8), "scale": buffer(w_scale, np.float32)},
+        "x" + BLOB_SCALE_SUFFIX: blob_scale(x_scale, x_zero),
+        "y" + BLOB_SCALE_SUFFIX: blob_scale(out_scale, out_zero)})
+
+
+def test_int8_convolution_by_hand():
+    weights = np.array([[[[2]], [[-3]]], [[[1]], [[1]]]], np.int8)  # 1x1, 2 in, 2 out
+    net = conv_net([0.5], 0, [0.25, 0.5], 0, weights, [0.1, 0.2], [0, 0], [7, -4])
+    x = np.zeros((1, 2, 3, 3), np.float32)
+    x[0, 0, 0, 0], x[0, 1, 0, 0] = 3.0, 1.0  # int8 codes 6 and 2
+    y = Interpreter(net).forward({"x": x})["y"]
+    # out 0: acc = 2*6 - 3*2 + 7 = 13; 13 * (0.1 / 0.25) = 5.2 -> 5 -> 5 * 0.25 = 1.25
+    # out 1: acc = 6 + 2 - 4 = 4; 4 * (0.2 / 0.5) = 1.6 -> 2 -> 2 * 0.5 = 1.0
+    assert y[0, :, 0, 0].tolist() == [1.25, 1.0]
+    # elsewhere the input is 0: acc = bias: 7 * 0.4 = 2.8 -> 3; -4 * 0.4 = -1.6 -> -2
+    assert y[0, :, 1, 1].tolist() == [0.75, -1.0]
+
+
+def test_int8_convolution_zero_points_make_padding_zero():
+    """Asymmetric input and weights: padding contributes nothing once zero points are removed."""
+    rng = np.random.default_rng(0)
+    weights = rng.integers(-20, 20, (1, 1, 3, 3)).astype(np.int8)
+    net = conv_net([0.1], 5, [0.05], -3, weights, [0.02], [2], [11], pad=1)
+    x = rng.uniform(-1, 1, (1, 1, 3, 3)).astype(np.float32)
+    y = Interpreter(net).forward({"x": x})["y"]
+    q = float2int8(x / np.float32(0.1) + 5).astype(np.int64) - 5
+    padded = np.pad(q[0, 0], 1)
+    w = weights[0, 0].astype(np.int64) - 2
+    acc = np.array([[np.sum(padded[i:i + 3, j:j + 3] * w) for j in range(3)] for i in range(3)]) + 11
+    expected = (float2int8(acc.astype(np.float32) * np.float32(0.02 / 0.05) - 3).astype(np.float32) + 3) * 0.05
+    np.testing.assert_allclose(y[0, 0], expected, rtol=1e-6)
+
+
+def test_int8_relu6_clips_at_the_code_of_six():
+    weights = np.array([[[[1]]]], np.int8)
+    net = conv_net([1.0], 0, [0.5], 0, weights, [1.0], [0], [0], activation=2)
+    net.inputs["x"] = (1, 1, 3, 3)
+    x = np.full((1, 1, 3, 3), 9.0, np.float32)
+    x[0, 0, 0, 0] = -4
+    y = Interpreter(net).forward({"x": x})["y"]
+    assert y[0, 0, 1, 1] == 6.0 and y[0, 0, 0, 0] == 0.0
+
+
+def two_input_net(type_name, scales, out_scale, zero_points=(0, 0), out_zero=0, **params):
+    layer = make(type_name, "op", ["a", "b"], ["y"], **params)
+    resources = {f"{b}{BLOB_SCALE_SUFFIX}": blob_scale(s, z) for b, s, z in zip("ab", scales, zero_points)}
+    resources["y" + BLOB_SCALE_SUFFIX] = blob_scale(out_scale, out_zero)
+    return Net(inputs={"a": (1, 1, 1, 2), "b": (1, 1, 1, 2)}, outputs=["y"], layers=[layer], resources=resources)
+
+
+def test_int8_add_with_different_input_scales():
+    net = two_input_net("Add", [[0.5], [0.1]], [0.2], zero_points=(0, 4))
+    a = np.array([[[[1.0, -2.0]]]], np.float32)  # codes 2, -4
+    b = np.array([[[[0.44, 0.06]]]], np.float32)  # codes 4 + 4 = 8, round(0.6) + 4 = 5
+    y = Interpreter(net).forward({"a": a, "b": b})["y"]
+    # 0.5*2 + 0.1*(8-4) = 1.4 -> /0.2 = 7 -> 1.4;  0.5*-4 + 0.1*(5-4) = -1.9 -> -9.5 -> -10 -> -2.0
+    np.testing.assert_allclose(y[0, 0, 0], [1.4, -2.0], rtol=1e-6)
+
+
+def test_int8_concat_requantizes_per_tensor_inputs():
+    net = two_input_net("Concat", [[0.5], [0.1]], [0.25], axis=3)
+    a = np.array([[[[1.0, -1.5]]]], np.float32)  # codes 2, -3
+    b = np.array([[[[0.7, 0.3]]]], np.float32)  # codes 7, 3
+    y = Interpreter(net).forward({"a": a, "b": b})["y"]
+    # 2*0.5/0.25 = 4; -3*0.5/0.25 = -6; 7*0.1/0.25 = 2.8 -> 3; 3*0.1/0.25 = 1.2 -> 1
+    np.testing.assert_allclose(y[0, 0, 0], [1.0, -1.5, 0.75, 0.25])
+
+
+def test_int8_average_pooling_truncates_toward_zero():
+    layer = make("Pooling", "pool", ["x"], ["y"], pool_type=1, kernel_h=2, kernel_w=2, stride_h=2,
+                 stride_w=2, pad_h=0, pad_w=0)
+    net = Net(inputs={"x": (1, 1, 2, 4)}, outputs=["y"], layers=[layer],
+              resources={"x" + BLOB_SCALE_SUFFIX: blob_scale(1.0), "y" + BLOB_SCALE_SUFFIX: blob_scale(1.0)})
+    x = np.array([[[[1, 2, -1, -2], [2, 2, -2, -2]]]], np.float32)
+    y = Interpreter(net).forward({"x": x})["y"]
+    assert y.tolist() == [[[[1.0, -1.0]]]]  # 7 / 4 -> 1 and -7 / 4 -> -1
+
+
+def test_without_quantized_layers_int8_runner_is_the_float_interpreter():
+    folder = shared_path("tnn-reference", "squeezenet1.1")
+    float_net = tnnformat.load(folder / "squeezenet1.1.tnnproto", folder / "squeezenet1.1.tnnmodel")
+    x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    a = Interpreter(float_net).forward({"data_0": x})["softmaxout_1"]
+    mixed = tnnformat.load(folder / "b0_w0_t0.quantized.tnnproto", folder / "b0_w0_t0.quantized.tnnmodel")
+    for layer in mixed.layers:  # the same file with every layer float again
+        layer.quantized = False
+    mixed.resources = float_net.resources
+    b = Interpreter(mixed).forward({"data_0": x})["softmaxout_1"]
+    assert np.array_equal(a, b)
+
+
+def test_missing_blob_scale_names_layer_and_blob():
+    net = conv_net([0.5], 0, [0.25], 0, np.ones((1, 2, 1, 1), np.int8), [0.1], [0], [0])
+    del net.resources["y" + BLOB_SCALE_SUFFIX]
+    with pytest.raises(KernelError, match="layer 'conv'.*blob 'y'"):
+        Interpreter(net)
+
+
+def test_int8_blob_dequantizes_with_its_zero_point():
+    blob = Int8Blob(np.array([[10, -10]], np.int8), BlobScale(np.array([0.5], np.float32), np.array([2], np.int8)))
+    assert blob.dequantize().tolist() == [[4.0, -6.0]]
+
+
+REFERENCE = ["b0_w0_t0", "b0_w0_t2", "b2_w1_t0", "b2_w1_t1", "b3_w3_t1"]
+
+
+@pytest.fixture(scope="module")
+def images():
+    folder = shared_path("data", "imagenet-calib-100")
+    mean = np.array([104, 117, 123], np.float32)
+    return {p.name: (np.asarray(Image.open(p).convert("RGB"), np.float32)[..., ::-1] - mean).transpose(2, 0, 1)
+            for p in sorted(folder.glob("*.png"))}
+
+
+@pytest.mark.parametrize("prefix", REFERENCE)
+def test_tnn_int8_files_compute_what_tnn_computed(prefix, images):
+    folder = shared_path("tnn-reference", "squeezenet1.1")
+    net = tnnformat.load(folder / f"{prefix}.quantized.tnnproto", folder / f"{prefix}.quantized.tnnmodel")
+    expected = np.load(folder / f"{prefix}.tnn-outputs.npz")
+    interpreter = Interpreter(net)
+    names = sorted(expected.files)
+    batch = np.stack([images[name] for name in names])
+    got = np.concatenate([interpreter.forward({"data_0": batch[i:i + 10]})["softmaxout_1"]
+                          for i in range(0, len(names), 10)]).reshape(len(names), -1)
+    want = np.stack([expected[name].reshape(-1) for name in names])
+    cosine = np.sum(got * want, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert np.sum(got.argmax(1) == want.argmax(1)) == len(names)
+    assert cosine.mean() >= 0.9999 and np.abs(got - want).max() < 1e-4
