@@ -42,8 +42,10 @@ def _observe(plan: Plan, batches: Iterable[Dict[str, np.ndarray]],
         interpreter.forward(batch, hook=hook)
 
 
-def collect_statistics(plan: Plan, shapes: Dict[str, tuple], batches: BatchSource) -> Dict[str, BlobStats]:
-    """Statistics of every blob the plan observes, over every batch of both passes."""
+def collect_statistics(plan: Plan, shapes: Dict[str, tuple], batches: BatchSource,
+                       all_histograms: bool = False) -> Dict[str, BlobStats]:
+    """Statistics of every blob the plan observes, over every batch of both passes
+    (histograms for the blobs whose method needs them, or for all with `all_histograms`)."""
     stats: Dict[str, BlobStats] = {}
     for blob in plan.observed:
         method = BLOB_METHODS[plan.methods[blob]]
@@ -53,7 +55,8 @@ def collect_statistics(plan: Plan, shapes: Dict[str, tuple], batches: BatchSourc
         stats[blob] = BlobStats(blob, shape, plan.methods[blob], observer)
     _observe(plan, batches("range"), {blob: s.range.observe for blob, s in stats.items()})
 
-    need_histogram = {blob: s for blob, s in stats.items() if BLOB_METHODS[s.method].needs_histogram}
+    need_histogram = {blob: s for blob, s in stats.items()
+                      if all_histograms or BLOB_METHODS[s.method].needs_histogram}
     if need_histogram:
         for s in need_histogram.values():
             s.histogram = HistogramObserver(s.range.absmax, s.range.valid)
@@ -70,13 +73,16 @@ def _stand_in(scale: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid & (scale > 0), scale, fill).astype(np.float32)
 
 
-def compute_scales(stats: Dict[str, BlobStats]) -> Dict[str, BlobScale]:
+def compute_scales(stats: Dict[str, BlobStats], done: Callable[[int], None] = lambda n: None
+                   ) -> Dict[str, BlobScale]:
+    """The scale of every observed blob; `done(1)` is called after each (for progress)."""
     result = {}
     for blob, s in stats.items():
         scale, zero_point = BLOB_METHODS[s.method].scales(s)
         valid = s.range.valid
         empty = int(np.count_nonzero(~(valid & (scale > 0))))
         result[blob] = BlobScale(_stand_in(scale, valid), np.where(valid, zero_point, 0).astype(np.int8), empty)
+        done(1)
     return result
 
 
