@@ -4,9 +4,10 @@ Float layers run the float kernels. A quantized layer (TNN's `Quantized` prefix)
 int8 kernel on int8 inputs: float blobs entering it are quantized with their blob scale and
 int8 blobs entering a float layer are dequantized, as TNN's inserted reformat layers do. A
 quantized layer type without an int8 kernel runs its float kernel between a dequantize and
-a quantize. Like TNN's runtime, a model with quantized layers first gets TNN's load-time
-fusion of activations into the convolutions before them (it changes int8 results; for
-float models it changes nothing but the blobs a hook sees).
+a quantize. Like TNN's runtime, the model first gets TNN's load-time fusion of activations
+into the convolutions before them: it changes int8 results, and for float models it saves a
+pass over memory; the fused-away blobs (a convolution's output before its ReLU) do not
+exist at run time, in TNN as here.
 """
 from __future__ import annotations
 
@@ -35,9 +36,7 @@ class Interpreter:
     """
 
     def __init__(self, net: Net):
-        if any(layer.quantized for layer in net.layers):
-            net = fuse_conv_activation(net)
-        self.net = net
+        self.net = net = fuse_conv_activation(net)
         self.kernels = [kernel_for(layer) for layer in net.layers]
         self.states = []
         self.scales: List[tuple] = []

@@ -72,7 +72,6 @@ class ConvWeights:
     """A filter arranged for the computation, in the dtype the computation runs in."""
 
     rows: List[np.ndarray]  # per group: (out_per_group, in_per_group * kh * kw)
-    columns: List[np.ndarray]  # per group: the transpose, contiguous
     in_per_group: int
     depthwise: Optional[np.ndarray]  # (channels, kh, kw) when every group has one input channel
 
@@ -89,10 +88,9 @@ def arrange_filter(weights: np.ndarray, layer: Layer) -> ConvWeights:
                           f"{out} outputs and a {p['kernel_h']}x{p['kernel_w']} kernel")
     in_per_group = weights.size // (out * kernel)
     if in_per_group == 1 and out == group:
-        return ConvWeights([], [], 1, weights.reshape(out, p["kernel_h"], p["kernel_w"]))
+        return ConvWeights([], 1, weights.reshape(out, p["kernel_h"], p["kernel_w"]))
     w = weights.reshape(group, out // group, in_per_group * kernel)
-    return ConvWeights([np.ascontiguousarray(g) for g in w], [np.ascontiguousarray(g.T) for g in w],
-                       in_per_group, None)
+    return ConvWeights([np.ascontiguousarray(g) for g in w], in_per_group, None)
 
 
 def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer) -> np.ndarray:
@@ -121,12 +119,14 @@ def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer) -> np.ndarray:
         return y.reshape(n, -1, out_h, out_w)
     windows = sliding_window_view(xp, (_extent(kh, dh), _extent(kw, dw)), axis=(2, 3))
     windows = windows[:, :, :sh * (out_h - 1) + 1:sh, :sw * (out_w - 1) + 1:sw, ::dh, ::dw]
-    parts = []
-    for g, columns in enumerate(weights.columns):  # one GEMM per group over all images
-        part = windows[:, g * in_per_group:(g + 1) * in_per_group]
-        cols = np.ascontiguousarray(part.transpose(0, 2, 3, 1, 4, 5)).reshape(n * out_h * out_w, -1)
-        parts.append((cols @ columns).reshape(n, out_h * out_w, -1))
-    return np.concatenate(parts, axis=2).transpose(0, 2, 1).reshape(n, -1, out_h, out_w)
+    out_per_group = weights.rows[0].shape[0]
+    y = np.empty((n, group * out_per_group, out_h * out_w), x.dtype)
+    for image in range(n):  # per image, so that each GEMM writes NCHW rows directly
+        for g, rows in enumerate(weights.rows):
+            part = windows[image, g * in_per_group:(g + 1) * in_per_group]
+            cols = np.ascontiguousarray(part.transpose(0, 3, 4, 1, 2)).reshape(-1, out_h * out_w)
+            np.matmul(rows, cols, out=y[image, g * out_per_group:(g + 1) * out_per_group])
+    return y.reshape(n, -1, out_h, out_w)
 
 
 def conv_shape(layer: Layer, input_shape) -> tuple:
@@ -146,10 +146,10 @@ class Convolution(Kernel):
 
     def run(self, layer, state, inputs):
         weights, bias = state
-        y = convolve(inputs[0], weights, layer)
+        y = np.ascontiguousarray(convolve(inputs[0], weights, layer), dtype=np.float32)
         if bias is not None:
-            y = y + bias[None, :, None, None]
-        return [activate(np.ascontiguousarray(y, dtype=np.float32), layer.params["activation_type"], layer)]
+            y += bias[None, :, None, None]
+        return [activate(y, layer.params["activation_type"], layer)]
 
 
 def deconv_geometry(p: dict, height: int, width: int) -> Tuple[int, int, int, int]:

@@ -41,24 +41,35 @@ def _window_counts(out: int, stride: int, pad: int, kernel: int, size: int) -> n
     return np.minimum(start + kernel, size) - np.maximum(start, 0)
 
 
+def _reduce_windows(x: np.ndarray, axis: int, kernel: int, stride: int, out: int, average: bool) -> np.ndarray:
+    """Max or sum over windows along one axis: pooling is separable, so two 1-D passes
+    (kh + kw steps) replace one 2-D pass (kh * kw steps)."""
+    result = None
+    for i in range(kernel):
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(i, i + stride * (out - 1) + 1, stride)
+        patch = x[tuple(index)]
+        if result is None:
+            result = patch.copy()
+        elif average:
+            result += patch
+        else:
+            np.maximum(result, patch, out=result)
+    return result
+
+
 def _pool(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, out_h: int, out_w: int,
           top: int, left: int, average: bool) -> np.ndarray:
-    """Strided windows over the input placed in a frame of the neutral value (0 for average,
-    -inf for max), one vectorized step per kernel offset."""
+    """Windows over the input placed in a frame of the neutral value (0 for average, -inf for
+    max), reduced along W then H."""
     n, c, h, w = x.shape
     frame_h, frame_w = max((out_h - 1) * sh + kh, top + h), max((out_w - 1) * sw + kw, left + w)
-    frame = np.full((n, c, frame_h, frame_w), 0.0 if average else -np.inf, np.float32)
-    frame[:, :, top:top + h, left:left + w] = x
-    result = None
-    for i in range(kh):
-        for j in range(kw):
-            patch = frame[:, :, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
-            if result is None:
-                result = patch.copy()
-            elif average:
-                result += patch
-            else:
-                np.maximum(result, patch, out=result)
+    if (frame_h, frame_w, top, left) == (h, w, 0, 0):
+        frame = x
+    else:
+        frame = np.full((n, c, frame_h, frame_w), 0.0 if average else -np.inf, np.float32)
+        frame[:, :, top:top + h, left:left + w] = x
+    result = _reduce_windows(_reduce_windows(frame, 3, kw, sw, out_w, average), 2, kh, sh, out_h, average)
     if average:
         counts = np.outer(_window_counts(out_h, sh, top, kh, h), _window_counts(out_w, sw, left, kw, w))
         result /= counts.astype(np.float32)
