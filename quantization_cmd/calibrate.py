@@ -53,14 +53,14 @@ def collect_statistics(plan: Plan, shapes: Dict[str, tuple], batches: BatchSourc
         channels = shape[0] if shape else 1
         observer = RangeObserver(channels, blob in plan.per_tensor, method.needs_mean_abs)
         stats[blob] = BlobStats(blob, shape, plan.methods[blob], observer)
-    _observe(plan, batches("range"), {blob: s.range.observe for blob, s in stats.items()})
+    _observe(plan, batches("calibration pass: range"), {blob: s.range.observe for blob, s in stats.items()})
 
     need_histogram = {blob: s for blob, s in stats.items()
                       if all_histograms or BLOB_METHODS[s.method].needs_histogram}
     if need_histogram:
         for s in need_histogram.values():
             s.histogram = HistogramObserver(s.range.absmax, s.range.valid)
-        _observe(plan, batches("histogram"), {blob: s.histogram.observe for blob, s in need_histogram.items()})
+        _observe(plan, batches("calibration pass: histogram"), {blob: s.histogram.observe for blob, s in need_histogram.items()})
     return stats
 
 

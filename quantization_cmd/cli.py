@@ -17,6 +17,8 @@ from .cli_support import (BATCH, NumberChoice, Samples, check_writable, model_in
 from .inputs import SUFFIXES, list_input_files
 from .weight_methods import WEIGHT_METHODS
 
+#: The comparison holds a batch's float blobs while the int8 model runs: small batches, small memory.
+COMPARE_BATCH = 2
 MERGE_TYPES = {0: "per-channel: blobs and weights per channel",
                1: "mix: weights per channel, blobs per tensor",
                2: "per-tensor: blobs and weights per tensor"}
@@ -118,7 +120,8 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
             scales = compute_scales(stats, done=bar.update)
         quantized, count = quantize_net(net, plan, scales, weight_method, merge_type == 2)
         tnnformat.save(quantized, out_proto, out_model)
-        fidelity = None if skip_fidelity else measure(plan.net, quantized, (held_out or samples).batches("comparing int8 with float"))
+        fidelity = None if skip_fidelity else measure(plan.net, quantized, (held_out or samples).batches(
+            "comparing int8 with float", size=COMPARE_BATCH))
     except (TnnFormatError, KernelError) as exc:
         raise click.ClickException(str(exc)) from None
 

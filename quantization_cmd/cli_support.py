@@ -115,12 +115,12 @@ class Samples:
                 if batch is not None:
                     yield path, batch
 
-    def batches(self, label: str) -> Iterator[Dict[str, np.ndarray]]:
-        """Model inputs of about BATCH samples each, over every usable file."""
+    def batches(self, label: str, size: int = BATCH) -> Iterator[Dict[str, np.ndarray]]:
+        """Model inputs of about `size` samples each, over every usable file."""
         pending: List[np.ndarray] = []
-        for _, batch in self.each_file(f"calibration pass: {label}"):
+        for _, batch in self.each_file(label):
             pending.append(batch)
-            if sum(b.shape[0] for b in pending) >= BATCH:
+            if sum(b.shape[0] for b in pending) >= size:
                 yield {self.input_name: np.concatenate(pending)}
                 pending = []
         if pending:
