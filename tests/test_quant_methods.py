@@ -161,3 +161,63 @@ def test_admm_converges_to_a_fixed_point_and_never_increases_the_error():
     err_start = ((q0 * start[:, None] - w) ** 2).sum(1)
     err_admm = ((q * scale[:, None].astype(np.float64) - w) ** 2).sum(1)
     assert np.all(err_admm <= err_start + 1e-9)
+
+
+def conv_layer(out=4, cin=3, group=1, bias=1):
+    from tnnformat import Layer
+    from tnnformat.layer_types import spec
+    from tnnformat.params import default_params
+
+    return Layer("Convolution", "conv", ["x"], ["y"], default_params(
+        spec("Convolution").params, group=group, input_channel=cin, output_channel=out, kernel_h=3, kernel_w=3,
+        stride_h=1, stride_w=1, pad_h=1, pad_w=1, bias=bias))
+
+
+@pytest.mark.parametrize("per_tensor", [False, True])
+@pytest.mark.parametrize("method", [0, 1, 3])
+def test_conv_weights_and_bias_dequantize_within_half_a_step(per_tensor, method):
+    """int8 weights times their scale give back weight * input scale within half a step;
+    the int32 bias times the weight scale gives back the bias within half a step."""
+    from quantization_cmd.quantize import _conv
+    from tnnformat import RawBuffer
+
+    rng = np.random.default_rng(method)
+    weights, bias = rng.standard_normal((4, 3, 3, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    input_scale = np.array([0.02, 0.05, 0.01], np.float32)
+    res = _conv(conv_layer(), {"filter": RawBuffer.from_array(weights), "bias": RawBuffer.from_array(bias)},
+                input_scale, method, per_tensor)
+    q = res["filter"].numpy().reshape(4, -1).astype(np.float32)
+    scale = np.broadcast_to(res["scale"].numpy(), (4,))
+    zero = np.broadcast_to(res["zero_point"].numpy(), (4,)).astype(np.float32)
+    target = (weights * input_scale[None, :, None, None]).reshape(4, -1)
+    restored = (q - zero[:, None]) * scale[:, None]
+    inside = np.abs(target) <= np.abs(target).max() if method != 1 else np.abs(q) < 127  # ADMM clips its tails
+    assert np.all(np.abs(restored - target)[inside] <= scale[:, None].repeat(27, 1)[inside] / 2 * 1.0001)
+    assert np.all(np.abs(res["bias"].numpy() * scale - bias) <= scale / 2 * 1.0001)
+
+
+def test_depthwise_weight_scale_carries_the_input_scale():
+    from quantization_cmd.quantize import _conv
+    from tnnformat import RawBuffer
+
+    weights = np.random.default_rng(0).standard_normal((3, 1, 3, 3)).astype(np.float32)
+    input_scale = np.array([0.5, 0.25, 2.0], np.float32)
+    res = _conv(conv_layer(out=3, cin=3, group=3, bias=0), {"filter": RawBuffer.from_array(weights)},
+                input_scale, 0, False)
+    expected = np.abs(weights).reshape(3, -1).max(1) / 127 * input_scale
+    np.testing.assert_allclose(res["scale"].numpy(), expected, rtol=1e-6)
+
+
+def test_all_zero_weights_keep_their_bias():
+    from quantization_cmd.quantize import _conv
+    from tnnformat import RawBuffer
+
+    weights = np.zeros((4, 3, 3, 3), np.float32)
+    weights[0] = 1
+    bias = np.array([0.5, -0.37, 0.0, 2.0], np.float32)
+    res = _conv(conv_layer(), {"filter": RawBuffer.from_array(weights), "bias": RawBuffer.from_array(bias)},
+                np.ones(3, np.float32), 0, False)
+    scale = res["scale"].numpy()
+    assert np.all(scale > 0) and np.all(np.isfinite(scale))
+    np.testing.assert_allclose(res["bias"].numpy()[1:] * scale[1:], bias[1:], atol=1e-6)  # exact
+    assert abs(res["bias"].numpy()[0] * scale[0] - bias[0]) <= scale[0] / 2  # an ordinary row
