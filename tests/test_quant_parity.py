@@ -5,6 +5,8 @@ same flags and compare what we write with what TNN wrote.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -13,7 +15,7 @@ import tnnformat
 from quantization_cmd.cli import main
 from quantization_cmd.quantize import _conv
 
-from conftest import shared_path
+from conftest import require, shared_path
 
 FLAG_SETS = {"b0_w0_t0": (0, 0, 0), "b0_w0_t2": (0, 0, 2), "b2_w1_t0": (2, 1, 0),
              "b2_w1_t1": (2, 1, 1), "b3_w3_t1": (3, 3, 1)}
@@ -36,12 +38,29 @@ def ours(request, tmp_path_factory):
     b, w, t = FLAG_SETS[request.param]
     folder = shared_path("tnn-reference", "squeezenet1.1")
     out = tmp_path_factory.mktemp(request.param) / "q"
-    result = CliRunner().invoke(main, [
+    report = ["--report", f"{out}.html"] if request.param == "b2_w1_t0" else []
+    result = CliRunner().invoke(main, report + [
         "-p", str(folder / "squeezenet1.1.tnnproto"), "-m", str(folder / "squeezenet1.1.tnnmodel"),
         "-i", str(shared_path("data", "imagenet-calib-100")), "-r", "1", "-n", "104,117,123",
         "-s", "1,1,1", "-b", str(b), "-w", str(w), "-t", str(t), "-o", str(out)])
     assert result.exit_code == 0, result.output
-    return request.param, tnnformat.load(f"{out}.tnnproto", f"{out}.tnnmodel")
+    net = tnnformat.load(f"{out}.tnnproto", f"{out}.tnnmodel")
+    return request.param, net, result.output, Path(f"{out}.html")
+
+
+def test_table_and_report_list_every_quantized_blob(ours):
+    """The int8-vs-float table (printed) and the HTML report name every blob an int8 layer
+    produces, with a cosine for each."""
+    prefix, mine, output, report = ours
+    blobs = {b for layer in mine.layers if layer.quantized for b in layer.outputs}
+    rows = {line.split()[0] for line in output.splitlines() if line[:1].strip() and len(line.split()) == 5}
+    assert blobs <= rows
+    if prefix == "b2_w1_t0":
+        require("matplotlib")
+        page = report.read_text()
+        assert all(f"<td>{blob}</td>" in page for blob in blobs)
+        # one histogram per observed blob (blobs merged through ReLU / max pooling share one)
+        assert page.count("data:image/png;base64,") == page.count("<h3>") >= len(blobs) - 5
 
 
 def blob_scale_pairs(theirs: tnnformat.Net, mine: tnnformat.Net):
@@ -51,7 +70,7 @@ def blob_scale_pairs(theirs: tnnformat.Net, mine: tnnformat.Net):
 
 
 def test_same_graph_and_resources(ours):
-    prefix, mine = ours
+    prefix, mine, *_ = ours
     theirs = reference(prefix)
     assert [(l.type_str, l.name, l.inputs, l.outputs, l.params) for l in mine.layers] == \
            [(l.type_str, l.name, l.inputs, l.outputs, l.params) for l in theirs.layers]
@@ -60,7 +79,7 @@ def test_same_graph_and_resources(ours):
 
 
 def test_blob_scales(ours):
-    prefix, mine = ours
+    prefix, mine, *_ = ours
     relative, zero_points = [], 0
     for _, a, b in blob_scale_pairs(reference(prefix), mine):
         theirs, ours_ = a["scale"].numpy(), b["scale"].numpy()
@@ -81,7 +100,7 @@ def test_weights_when_blob_scales_agree(ours):
     rounding ties (one step, rare). ADMM's 1000 iterations amplify the last-bit differences
     of the blob scales (and KL picks a few other bins), so end to end we ask 97% identical
     int8 weights; given TNN's blob scales it is bit-identical (the test below)."""
-    prefix, mine = ours
+    prefix, mine, *_ = ours
     theirs = reference(prefix)
     if FLAG_SETS[prefix][1] == 1:
         same = [theirs.resources[l.name]["filter"].numpy() == mine.resources[l.name]["filter"].numpy()
