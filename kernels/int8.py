@@ -20,7 +20,7 @@ from .errors import KernelError
 from .ops.conv import arrange_filter, convolve
 from .ops.pooling import pool_geometry
 from .rounding import float2int8
-from .tnn_optimizer import RELU, RELU6
+from .tnn_optimizer import CONV_ACTIVATION_ADD, CONV_ADD_ACTIVATION, RELU, RELU6
 
 FLT_MIN = np.float32(np.finfo(np.float32).tiny)
 
@@ -96,18 +96,23 @@ def register_int8(*names: str):
     return add
 
 
-def _activate_int8(val: np.ndarray, kind: int, out: BlobScale, channels: int, ndim: int, layer: Layer) -> np.ndarray:
-    """The fused activation and the final rounding of an int8 convolution."""
-    shape = (1, -1) + (1,) * (ndim - 2)
-    zero = _per_channel(out.zero_point, channels).astype(np.float32).reshape(shape)
-    if kind == 0:
-        return float2int8(val + zero)
+def _finish_int8(val: np.ndarray, layer: Layer, out: BlobScale, added) -> np.ndarray:
+    """The fused Add (before or after the activation), the fused activation and the final
+    rounding of an int8 convolution, in TNN's order."""
+    channels, kind, fusion = val.shape[1], layer.params["activation_type"], layer.params.get("fusion_type", 0)
+    shape = (1, -1, 1, 1)
+    if fusion == CONV_ADD_ACTIVATION:
+        val = val + added
     if kind == RELU:
-        return float2int8(np.maximum(val, np.float32(0)) + zero)
-    if kind == RELU6:  # clipped at the int8 code of 6, the zero point not added (as in TNN)
+        val = np.maximum(val, np.float32(0))
+    elif kind == RELU6:  # clipped at the int8 code of 6; TNN adds no zero point and no later Add
         top = float2int8(np.float32(6.0) / _per_channel(out.scale, channels)).reshape(shape)
         return np.maximum(np.minimum(float2int8(val), top), 0).astype(np.int8)
-    raise KernelError(f"layer '{layer.name}': activation_type {kind} is not supported in int8")
+    elif kind != 0:
+        raise KernelError(f"layer '{layer.name}': activation_type {kind} is not supported in int8")
+    if fusion == CONV_ACTIVATION_ADD:
+        val = val + added
+    return float2int8(val + _per_channel(out.zero_point, channels).astype(np.float32).reshape(shape))
 
 
 @register_int8("Convolution")
@@ -123,10 +128,11 @@ class Int8Convolution(Int8Kernel):
         centered = filt.reshape(out, -1) - zero_w[:, None]
         bias = resource["bias"].numpy().reshape(-1).astype(np.int64) if p["bias"] and "bias" in resource else None
         multiplier = _requant_multiplier(resource["scale"].numpy(np.float32).reshape(-1), outputs[0], out)
-        return arrange_filter(centered, layer), bias, multiplier
+        add_scale = _requant_multiplier(inputs[1].scale, outputs[0], out) if len(inputs) > 1 else None
+        return arrange_filter(centered, layer), bias, multiplier, add_scale
 
     def run(self, layer, state, inputs, outputs):
-        weights, bias, multiplier = state
+        weights, bias, multiplier, add_scale = state
         x = inputs[0]
         _, zero = x.scale.per_channel(x.values.ndim)
         acc = convolve(x.values.astype(np.float64) - zero.astype(np.float64), weights, layer)
@@ -134,7 +140,12 @@ class Int8Convolution(Int8Kernel):
         if bias is not None:
             acc += bias[None, :, None, None]
         val = acc.astype(np.int32).astype(np.float32) * multiplier[None, :, None, None]
-        return [_activate_int8(val, layer.params["activation_type"], outputs[0], acc.shape[1], 4, layer)]
+        added = None
+        if add_scale is not None:  # TNN's conv+add fusion: the Add's other operand, rescaled
+            other, s = inputs[1], add_scale[None, :, None, None]
+            zero_out = _per_channel(other.scale.zero_point, val.shape[1]).astype(np.float32)[None, :, None, None]
+            added = other.values.astype(np.float32) * s - zero_out * s
+        return [_finish_int8(val, layer, outputs[0], added)]
 
 
 @register_int8("InnerProduct")

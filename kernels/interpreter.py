@@ -4,10 +4,11 @@ Float layers run the float kernels. A quantized layer (TNN's `Quantized` prefix)
 int8 kernel on int8 inputs: float blobs entering it are quantized with their blob scale and
 int8 blobs entering a float layer are dequantized, as TNN's inserted reformat layers do. A
 quantized layer type without an int8 kernel runs its float kernel between a dequantize and
-a quantize. Like TNN's runtime, the model first gets TNN's load-time fusion of activations
-into the convolutions before them: it changes int8 results, and for float models it saves a
-pass over memory; the fused-away blobs (a convolution's output before its ReLU) do not
-exist at run time, in TNN as here.
+a quantize. Like TNN's runtime, the model first gets TNN's load-time fusions: activations into
+the convolutions before them and, in quantized models, an Add into the 1x1 convolution before
+it. They change int8 results (no rounding in between), and for float models save a pass over
+memory; the fused-away blobs (a convolution's output before its ReLU) do not exist at run
+time, in TNN as here.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tnnformat import Layer, Net
 from .errors import KernelError
 from .int8 import INT8_KERNELS, Int8Blob, blob_scale, quantize
 from .registry import kernel_for
-from .tnn_optimizer import fuse_conv_activation
+from .tnn_optimizer import fuse_conv_activation, fuse_conv_add
 
 Hook = Callable[[Optional[Layer], str, np.ndarray], None]
 Value = Union[np.ndarray, Int8Blob]
@@ -36,7 +37,7 @@ class Interpreter:
     """
 
     def __init__(self, net: Net):
-        self.net = net = fuse_conv_activation(net)
+        self.net = net = fuse_conv_add(fuse_conv_activation(net))
         self.kernels = [kernel_for(layer) for layer in net.layers]
         self.states = []
         self.scales: List[tuple] = []

@@ -4,7 +4,7 @@ TNN's quantization tool calibrates, and its runtime executes, the graph *after* 
 rewrites (source/tnn/optimizer/net_optimizer_fuse_conv_post.cc), so to compute what TNN
 computes we apply them too. Only the rewrite that is active on the NAIVE device for float
 models is here: an activation that directly follows a convolution in the layer list is fused
-into it. (Conv+Add fusion only runs on already-quantized models and is numerically the same.)
+into it; and, for quantized models, the fusion of an Add into the 1x1 convolution before it.
 """
 from __future__ import annotations
 
@@ -67,3 +67,45 @@ def fuse_conv_activation(net: Net) -> Net:
     out = copy.copy(net)
     out.layers = fused
     return out
+
+
+#: TNN's FusionType: where an Add fused into a quantized convolution sits relative to its activation.
+CONV_ADD_ACTIVATION, CONV_ACTIVATION_ADD = 1, 2
+
+
+def _fusable_pointwise(conv: Layer) -> bool:
+    p = conv.params
+    return (conv.type == "Convolution" and conv.quantized and p["group"] == 1 and p["kernel_h"] == 1
+            and p["kernel_w"] == 1 and p["stride_h"] == 1 and p["stride_w"] == 1 and p["pad_h"] == 0
+            and p["pad_w"] == 0)
+
+
+def fuse_conv_add(net: Net) -> Net:
+    """TNN's runtime rewrite for quantized models (net_optimizer_fuse_conv_add.cc): a quantized
+    1x1 convolution directly followed by a quantized Add of its output (which nothing else
+    reads) absorbs the Add: the other operand becomes the convolution's second input and is
+    added before requantizing to the Add's output scale. Activations are fused before and after,
+    as TNN does. A runtime-only graph: the fusion is in `params["fusion_type"]`."""
+    if not any(layer.quantized for layer in net.layers):
+        return net
+    net = fuse_conv_activation(net)
+    layers = net.layers
+    fused: List[Layer] = [layers[0]] if layers else []
+    for index in range(1, len(layers)):
+        current, previous = layers[index], layers[index - 1]
+        conv_out = previous.outputs[0] if previous.outputs else None
+        if (_fusable_pointwise(previous) and current.type == "Add" and current.quantized
+                and conv_out in current.inputs and len(current.inputs) == 2
+                and not _used_after(layers, index + 1, conv_out) and fused[-1] is previous):
+            conv = copy.copy(previous)
+            other = [b for b in current.inputs if b != conv_out]
+            conv.inputs = previous.inputs + other
+            conv.outputs = list(current.outputs)
+            kind = CONV_ADD_ACTIVATION if previous.params["activation_type"] == 0 else CONV_ACTIVATION_ADD
+            conv.params = dict(previous.params, fusion_type=kind)
+            fused[-1] = conv
+        else:
+            fused.append(current)
+    out = copy.copy(net)
+    out.layers = fused
+    return fuse_conv_activation(out)

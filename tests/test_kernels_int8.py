@@ -182,3 +182,27 @@ def test_tnn_int8_files_compute_what_tnn_computed(prefix, images):
     cosine = np.sum(got * want, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
     assert np.sum(got.argmax(1) == want.argmax(1)) == len(names)
     assert cosine.mean() >= 0.9999 and np.abs(got - want).max() < 1e-4
+
+
+def test_conv_add_fusion_adds_before_rounding_as_tnn_does():
+    """TNN fuses a quantized 1x1 convolution and the quantized Add after it (then the ReLU):
+    the other operand is added to the requantized accumulator before any rounding."""
+    weights = np.array([[[[3]], [[-1]]], [[[2]], [[2]]]], np.int8)
+    net = conv_net([0.5], 0, [0.25, 0.5], 0, weights, [0.1, 0.2], [0, 0], [7, -4])
+    net.inputs = {"x": (1, 2, 3, 3), "z": (1, 2, 3, 3)}
+    net.layers += [make("Add", "add", ["y", "z"], ["s"]), make("ReLU", "relu", ["s"], ["r"])]
+    net.outputs = ["r"]
+    net.resources.update({"z" + BLOB_SCALE_SUFFIX: blob_scale(0.1, 3), "s" + BLOB_SCALE_SUFFIX: blob_scale(0.2),
+                          "r" + BLOB_SCALE_SUFFIX: blob_scale(0.2)})
+    interpreter = Interpreter(net)
+    assert [(l.type, l.params.get("fusion_type"), l.params["activation_type"]) for l in interpreter.net.layers] \
+        == [("Convolution", 1, 1)]
+    x = np.zeros((1, 2, 3, 3), np.float32)
+    x[0, :, 0, 0] = [1.0, 2.0]  # codes 2, 4
+    z = np.full((1, 2, 3, 3), -0.43, np.float32)  # codes round(-4.3) + 3 = -1
+    r = interpreter.forward({"x": x, "z": z})["r"]
+    # out 0 at (0,0): acc = 3*2 - 4 + 7 = 9; 9 * 0.1/0.2 = 4.5; + (-1 - 3) * 0.1/0.2 = -2 -> 2.5 -> 3 -> 0.6
+    # out 1 at (0,0): acc = 4 + 8 - 4 = 8; 8 * 0.2/0.2 = 8; -2 -> 6 -> 1.2
+    np.testing.assert_allclose(r[0, :, 0, 0], [0.6, 1.2], rtol=1e-6)
+    # elsewhere: acc = bias: 7 * 0.5 - 2 = 1.5 -> 2 -> 0.4; -4 * 1 - 2 = -6 -> ReLU 0
+    np.testing.assert_allclose(r[0, :, 1, 1], [0.4, 0.0], atol=1e-7)
