@@ -71,14 +71,17 @@ def _class_scores(value: np.ndarray) -> Optional[np.ndarray]:
 
 
 def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarray]]) -> Fidelity:
-    """Run both models on every batch and compare each int8 blob with its float value."""
-    producers = {blob: layer for layer in int8_net.layers for blob in layer.outputs}
-    compared = [blob for layer in int8_net.layers if layer.quantized for blob in layer.outputs]
+    """Run both models on every batch and compare each int8 blob with its float value (blobs
+    that TNN's runtime fuses away, such as a convolution's output before a fused Add, do not
+    exist in the int8 run and are not listed)."""
+    float_run, int8_run = Interpreter(float_net), Interpreter(int8_net)
+    runtime_layers = int8_run.net.layers
+    producers = {blob: layer for layer in runtime_layers for blob in layer.outputs}
+    compared = [blob for layer in runtime_layers if layer.quantized for blob in layer.outputs]
     compared = [b for b in dict.fromkeys(compared) if b not in int8_net.outputs]
     errors = {b: BlobError(b, producers[b].name) for b in compared}
     outputs = {b: BlobError(b, producers[b].name if b in producers else "") for b in int8_net.outputs}
     result = Fidelity(list(errors.values()), list(outputs.values()))
-    float_run, int8_run = Interpreter(float_net), Interpreter(int8_net)
     first_output = int8_net.outputs[0]
     agree: Optional[int] = 0
     for batch in batches:
