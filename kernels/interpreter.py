@@ -12,6 +12,7 @@ time, in TNN as here.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
@@ -21,6 +22,7 @@ from tnnformat import Layer, Net
 from .errors import KernelError
 from .int8 import INT8_KERNELS, Int8Blob, blob_scale, quantize
 from .registry import kernel_for
+from .threads import WORKERS, parallel_batches_possible, single_threaded_blas
 from .tnn_optimizer import fuse_conv_activation, fuse_conv_add
 
 Hook = Callable[[Optional[Layer], str, np.ndarray], None]
@@ -93,8 +95,25 @@ class Interpreter:
 
     def forward(self, inputs: Dict[str, np.ndarray], hook: Optional[Hook] = None,
                 keep: Iterable[str] = ()) -> Dict[str, np.ndarray]:
-        """The model outputs (and any blobs named in `keep`) for `inputs`, as float32."""
+        """The model outputs (and any blobs named in `keep`) for `inputs`, as float32.
+
+        Without a hook, a batch is split across the machine's cores (see threads.py)."""
         blobs = self._check_inputs(inputs)
+        batch = min(v.shape[0] for v in blobs.values()) if blobs else 0
+        if hook is None and batch >= 2 and parallel_batches_possible() and \
+                all(v.shape[0] == batch for v in blobs.values()):
+            return self._forward_split(blobs, batch, keep)
+        return self._forward(blobs, hook, keep)
+
+    def _forward_split(self, blobs: Dict[str, np.ndarray], batch: int, keep: Iterable[str]) -> Dict[str, np.ndarray]:
+        keep = list(keep)
+        bounds = np.linspace(0, batch, min(WORKERS, batch) + 1).astype(int)
+        parts = [{k: v[a:b] for k, v in blobs.items()} for a, b in zip(bounds[:-1], bounds[1:])]
+        with single_threaded_blas(), ThreadPoolExecutor(len(parts)) as pool:
+            results = list(pool.map(lambda part: self._forward(part, None, keep), parts))
+        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+
+    def _forward(self, blobs: Dict[str, Value], hook: Optional[Hook], keep: Iterable[str]) -> Dict[str, np.ndarray]:
         wanted = set(self.net.outputs) | set(keep)
         if hook is not None:
             for name, value in blobs.items():

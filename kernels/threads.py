@@ -1,0 +1,59 @@
+"""Use both cores for a batch: images split across threads, each with single-threaded BLAS.
+
+numpy's element-wise work (im2col copies, pooling, bias, activations) runs on one core; BLAS
+runs on all. Splitting a batch across threads uses every core for both, but only with BLAS
+held to one thread per call (two multi-threaded GEMMs at once fight over the cores). numpy
+offers no call for that, so we find its OpenBLAS and call OpenBLAS's own setter; where that is
+not possible (another BLAS, another platform) batches simply run in one thread.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+from typing import Callable, Iterator, Optional, Tuple
+
+SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
+           "openblas_set_num_threads")
+WORKERS = os.cpu_count() or 1
+_lock = threading.Lock()
+
+
+def _find_openblas() -> Optional[Tuple[Callable[[int], None], Callable[[], int]]]:
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in SETTERS:
+            getter = name.replace("set_", "get_")
+            if hasattr(lib, name) and hasattr(lib, getter):
+                getattr(lib, getter).restype = ctypes.c_int
+                return getattr(lib, name), getattr(lib, getter)
+    return None
+
+
+_OPENBLAS = None if WORKERS < 2 else _find_openblas()
+
+
+def parallel_batches_possible() -> bool:
+    return _OPENBLAS is not None
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """BLAS limited to one thread inside the block (restored after)."""
+    setter, getter = _OPENBLAS
+    with _lock:
+        before = getter()
+        setter(1)
+        try:
+            yield
+        finally:
+            setter(before)
