@@ -22,6 +22,7 @@ from tnnformat import Layer, Net
 from .errors import KernelError
 from .int8 import INT8_KERNELS, Int8Blob, blob_scale, quantize
 from .registry import kernel_for
+from .shapes import infer_shapes
 from .threads import WORKERS, parallel_batches_possible, single_threaded_blas
 from .tnn_optimizer import fuse_conv_activation, fuse_conv_add
 
@@ -55,6 +56,7 @@ class Interpreter:
             else:
                 self.scales.append(None)
                 self.states.append(kernel.prepare(layer, resource))
+        self._independent: Optional[bool] = None
         self.last_use: Dict[str, int] = {}
         for index, layer in enumerate(net.layers):
             for blob in layer.inputs:
@@ -101,9 +103,21 @@ class Interpreter:
         blobs = self._check_inputs(inputs)
         batch = min(v.shape[0] for v in blobs.values()) if blobs else 0
         if hook is None and batch >= 2 and parallel_batches_possible() and \
-                all(v.shape[0] == batch for v in blobs.values()):
+                all(v.shape[0] == batch for v in blobs.values()) and self._batch_independent():
             return self._forward_split(blobs, batch, keep)
         return self._forward(blobs, hook, keep)
+
+    def _batch_independent(self) -> bool:
+        """True when every blob's first dim is the batch (so images can run apart): shapes at
+        batch 1 and batch 2 differ exactly there. Computed once."""
+        if self._independent is None:
+            try:
+                one = infer_shapes(self.net, {k: (1,) + tuple(v[1:]) for k, v in self.net.inputs.items()})
+                two = infer_shapes(self.net, {k: (2,) + tuple(v[1:]) for k, v in self.net.inputs.items()})
+                self._independent = all(two[b] == (2 * s[0],) + s[1:] and s[0] == 1 for b, s in one.items())
+            except (KernelError, ValueError, IndexError, KeyError):
+                self._independent = False
+        return self._independent
 
     def _forward_split(self, blobs: Dict[str, np.ndarray], batch: int, keep: Iterable[str]) -> Dict[str, np.ndarray]:
         keep = list(keep)
