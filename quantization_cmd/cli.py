@@ -97,7 +97,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     from .calibrate import collect_statistics, compute_scales, empty_blob_warnings
     from .fidelity import measure
     from .plan import make_plan
-    from .quantize import quantize_net
+    from .quantize import quantize_net, weighted_layers
     from .report import format_table, write_html
 
     started = time.perf_counter()
@@ -118,7 +118,8 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         stats = collect_statistics(plan, shapes, samples.batches, all_histograms=report_path is not None)
         with click.progressbar(length=len(stats), label="computing scales", file=sys.stderr) as bar:
             scales = compute_scales(stats, done=bar.update)
-        quantized, count = quantize_net(net, plan, scales, weight_method, merge_type == 2)
+        with click.progressbar(length=weighted_layers(plan), label="quantizing weights", file=sys.stderr) as bar:
+            quantized, count = quantize_net(net, plan, scales, weight_method, merge_type == 2, done=bar.update)
         tnnformat.save(quantized, out_proto, out_model)
         fidelity = None if skip_fidelity else measure(plan.net, quantized, (held_out or samples).batches(
             "comparing int8 with float", size=COMPARE_BATCH))

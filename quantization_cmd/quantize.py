@@ -9,7 +9,7 @@ bias instead of truncating it, and give all-zero weight rows a scale that keeps 
 from __future__ import annotations
 
 import copy
-from typing import Dict, Tuple
+from typing import Callable, Dict, Tuple
 
 import numpy as np
 
@@ -106,9 +106,15 @@ def _blob_scale_resource(scale: BlobScale) -> Resource:
             "bias": _flat(np.zeros(scale.scale.size, np.int32))}
 
 
+def weighted_layers(plan: Plan) -> int:
+    """How many layers get int8 weights (for progress)."""
+    return sum(1 for layer in plan.net.layers
+               if layer.name in plan.quantized and layer.type in ("Convolution", "InnerProduct"))
+
+
 def quantize_net(float_net: Net, plan: Plan, scales: Dict[str, BlobScale], weight_method: int,
-                 per_tensor_weights: bool) -> Tuple[Net, int]:
-    """The int8 Net and the number of quantized layers."""
+                 per_tensor_weights: bool, done: Callable[[int], None] = lambda n: None) -> Tuple[Net, int]:
+    """The int8 Net and the number of quantized layers; `done(1)` after each layer's weights."""
     layers = []
     resources: Dict[str, Resource] = {name: res for name, res in float_net.resources.items()}
     for layer in plan.net.layers:
@@ -123,6 +129,7 @@ def quantize_net(float_net: Net, plan: Plan, scales: Dict[str, BlobScale], weigh
         make = _conv if layer.type == "Convolution" else _inner_product
         resources[layer.name] = make(layer, float_net.resources[layer.name], input_scale,
                                      weight_method, per_tensor_weights)
+        done(1)
     for blob, source in plan.scale_source.items():
         resources[blob + BLOB_SCALE_SUFFIX] = _blob_scale_resource(scales[source])
     net = Net(inputs=dict(float_net.inputs), outputs=list(float_net.outputs), layers=layers,
