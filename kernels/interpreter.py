@@ -108,13 +108,16 @@ class Interpreter:
         return self._forward(blobs, hook, keep)
 
     def _batch_independent(self) -> bool:
-        """True when every blob's first dim is the batch (so images can run apart): shapes at
-        batch 1 and batch 2 differ exactly there. Computed once."""
+        """True when images can run apart: every blob's first dim is the batch (its shapes at
+        batch 1 and 2 differ exactly there) and no layer mixes samples (a softmax, slice,
+        concatenation or reduction along the batch axis). Computed once."""
         if self._independent is None:
             try:
                 one = infer_shapes(self.net, {k: (1,) + tuple(v[1:]) for k, v in self.net.inputs.items()})
                 two = infer_shapes(self.net, {k: (2,) + tuple(v[1:]) for k, v in self.net.inputs.items()})
-                self._independent = all(two[b] == (2 * s[0],) + s[1:] and s[0] == 1 for b, s in one.items())
+                self._independent = all(two[b] == (2 * s[0],) + s[1:] and s[0] == 1 for b, s in one.items()) and \
+                    all(kernel.samples_apart(layer, [one[b] for b in layer.inputs])
+                        for kernel, layer in zip(self.kernels, self.net.layers))
             except (KernelError, ValueError, IndexError, KeyError):
                 self._independent = False
         return self._independent

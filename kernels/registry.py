@@ -30,6 +30,13 @@ class Kernel:
     def run(self, layer: Layer, state: Any, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
         raise NotImplementedError
 
+    #: The layer computes each sample of a batch from that sample alone (so a batch can be
+    #: split across threads); kernels whose params decide it override `samples_apart`.
+    per_sample = False
+
+    def samples_apart(self, layer: Layer, inputs: Sequence[Shape]) -> bool:
+        return self.per_sample
+
 
 KERNELS: Dict[str, Kernel] = {}
 

@@ -124,3 +124,14 @@ def test_filter_that_does_not_fit_is_named():
     net = tiny([conv], resources={"conv": {"filter": RawBuffer.from_array(np.zeros(4 * 2 * 9, np.float32))}})
     with pytest.raises(KernelError, match="layer 'conv': input has 3 channels, the filter expects 2"):
         Interpreter(net).forward({"x": np.zeros((1, 3, 8, 8), np.float32)})
+
+
+def test_layers_that_mix_samples_are_not_split_across_threads():
+    """A batch runs in pieces only when no layer looks across the batch axis."""
+    layers = [Layer("ReLU", "relu", ["x"], ["r"], {}), Layer("Softmax", "softmax", ["r"], ["y"], {"axis": 0})]
+    x = np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32)
+    got = Interpreter(tiny(layers, inputs={"x": (4, 3, 2, 2)})).forward({"x": x})["y"]
+    relu = np.maximum(x, 0)
+    np.testing.assert_allclose(got, np.exp(relu) / np.exp(relu).sum(0), rtol=1e-6)
+    per_sample = Interpreter(random_model("squeezenet_v1.1"))
+    assert per_sample._batch_independent() and not Interpreter(tiny(layers))._batch_independent()

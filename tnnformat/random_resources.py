@@ -23,7 +23,7 @@ def _float(rng: np.random.Generator, shape: Shape, scale: float = 1.0) -> RawBuf
     return RawBuffer.from_array(rng.uniform(-scale, scale, shape).astype(np.float32))
 
 
-def _int8_weights(rng: np.random.Generator, float_weights: np.ndarray, out_axis_len: int) -> Resource:
+def _int8_weights(float_weights: np.ndarray, out_axis_len: int) -> Resource:
     """Per-output-channel symmetric int8 version of `float_weights` (first axis = output)."""
     flat = float_weights.reshape(out_axis_len, -1)
     scale = np.maximum(np.abs(flat).max(axis=1), 1e-8) / 127.0
@@ -44,10 +44,11 @@ def _weighted(layer: Layer, rng: np.random.Generator, weight_key: str, weight_sh
         if bias_key_on:
             resource["bias"] = RawBuffer.from_array(bias)
         return resource
-    quantized = _int8_weights(rng, weights, out_len)
+    quantized = _int8_weights(weights, out_len)
     resource = {weight_key: quantized.pop("weights"), **quantized}
-    if bias_key_on:
-        resource["bias"] = RawBuffer.from_array(np.round(bias / 0.01).astype(np.int32))
+    if bias_key_on:  # in steps of the weight scale, as a calibrated model stores it
+        steps = bias / np.broadcast_to(quantized["scale"].data, bias.shape)
+        resource["bias"] = RawBuffer.from_array(np.round(steps).astype(np.int32), dims=())
     return resource
 
 

@@ -39,6 +39,8 @@ UNARY["Relu"], UNARY["Relu6"] = UNARY["ReLU"], UNARY["ReLU6"]
 
 
 class Unary(Kernel):
+    per_sample = True
+
     def run(self, layer, state, inputs):
         with np.errstate(all="ignore"):
             return [np.asarray(UNARY[layer.type](inputs[0]), dtype=np.float32)]
@@ -49,12 +51,16 @@ register(*UNARY)(Unary)
 
 @register("Clip")
 class Clip(Kernel):
+    per_sample = True
+
     def run(self, layer, state, inputs):
         return [np.clip(inputs[0], layer.params["min"], layer.params["max"]).astype(np.float32)]
 
 
 @register("Elu")
 class Elu(Kernel):
+    per_sample = True
+
     def run(self, layer, state, inputs):
         x = inputs[0]
         return [np.where(x > 0, x, layer.params["alpha"] * np.expm1(np.minimum(x, 0))).astype(np.float32)]
@@ -67,6 +73,8 @@ def _hard_sigmoid(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
 @register("HardSigmoid")
 class HardSigmoid(Kernel):
     """clip(alpha * x + beta, 0, 1)."""
+    per_sample = True
+
 
     def run(self, layer, state, inputs):
         return [_hard_sigmoid(inputs[0], layer.params["alpha"], layer.params["beta"])]
@@ -75,6 +83,8 @@ class HardSigmoid(Kernel):
 @register("HardSwish")
 class HardSwish(Kernel):
     """x0 * clip(alpha * x1 + beta, 0, 1); with one input x1 is x0. Two inputs broadcast."""
+    per_sample = True
+
 
     def shapes(self, layer, inputs, resource):
         return [tuple(np.broadcast_shapes(*[tuple(s) for s in inputs]))]
@@ -87,6 +97,8 @@ class HardSwish(Kernel):
 @register("PReLU")
 class PReLU(Kernel):
     """max(x, 0) + slope * min(x, 0), the slope per channel or shared."""
+    per_sample = True
+
 
     def prepare(self, layer, resource):
         return float_buffer(resource, "slope", layer).reshape(-1)

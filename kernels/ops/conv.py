@@ -137,6 +137,8 @@ def conv_shape(layer: Layer, input_shape) -> tuple:
 
 @register("Convolution")
 class Convolution(Kernel):
+    per_sample = True
+
     def shapes(self, layer, inputs, resource):
         return [conv_shape(layer, inputs[0])]
 
@@ -180,6 +182,8 @@ def deconv_geometry(p: dict, height: int, width: int) -> Tuple[int, int, int, in
 @register("Deconvolution")
 class Deconvolution(Kernel):
     """Weights are (in_channels, out_per_group, kh, kw), as in TNN and ONNX ConvTranspose."""
+    per_sample = True
+
 
     def shapes(self, layer, inputs, resource):
         n, _, h, w = inputs[0]

@@ -34,6 +34,9 @@ class InnerProduct(Kernel):
             y += bias
         return [y.reshape(tuple(x.shape[:axis]) + (weight_t.shape[1],)).astype(np.float32, copy=False)]
 
+    def samples_apart(self, layer, inputs):
+        return layer.params["axis"] >= 1
+
 
 @register("MatMul")
 class MatMul(Kernel):

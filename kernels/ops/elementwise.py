@@ -52,6 +52,8 @@ def _operand_shapes(layer, inputs, resource) -> list:
 
 
 class Binary(Kernel):
+    per_sample = True
+
     def shapes(self, layer, inputs, resource):
         return [tuple(np.broadcast_shapes(*_operand_shapes(layer, inputs, resource)))]
 
@@ -93,3 +95,6 @@ class Concat(Kernel):
 
     def run(self, layer, state, inputs):
         return [np.concatenate(inputs, axis=_axis(layer.params["axis"], inputs[0].ndim, layer))]
+
+    def samples_apart(self, layer, inputs):
+        return layer.params["axis"] % len(inputs[0]) != 0

@@ -14,6 +14,8 @@ def _per_channel(values: np.ndarray, ndim: int) -> np.ndarray:
 @register("BatchNormCxx", "BatchNormalization", "Scale")
 class ChannelAffine(Kernel):
     """x * scale[c] + bias[c] (inference batch norm is folded into scale and bias)."""
+    per_sample = True
+
 
     def prepare(self, layer, resource):
         scale = float_buffer(resource, "scale", layer)
@@ -37,11 +39,16 @@ class Softmax(Kernel):
         shifted = np.exp(x - x.max(axis=axis, keepdims=True))
         return [(shifted / shifted.sum(axis=axis, keepdims=True)).astype(np.float32)]
 
+    def samples_apart(self, layer, inputs):
+        return layer.params["axis"] % len(inputs[0]) != 0
+
 
 @register("LRN")
 class LRN(Kernel):
     """Across channels: x / (bias + alpha / size * sum of x^2 over the window) ^ beta, the
     window reaching (size - 1) // 2 channels to each side, as TNN counts it."""
+    per_sample = True
+
 
     def run(self, layer, state, inputs):
         p = layer.params
@@ -60,6 +67,8 @@ class LRN(Kernel):
 class Normalize(Kernel):
     """Lp normalization over channels at each position: x / max(||x||_2, eps) for p = 2,
     x / sum |x| for p = 1."""
+    per_sample = True
+
 
     def run(self, layer, state, inputs):
         p = layer.params

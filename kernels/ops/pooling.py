@@ -88,6 +88,8 @@ def _adaptive(x: np.ndarray, out_h: int, out_w: int, average: bool) -> np.ndarra
 
 @register("Pooling")
 class Pooling(Kernel):
+    per_sample = True
+
     def shapes(self, layer, inputs, resource):
         n, c, h, w = inputs[0]
         p = layer.params

@@ -52,6 +52,10 @@ class Reshape(Kernel):
                                          .transpose(0, 3, 1, 2))]
         return [x.reshape(out)]
 
+    def samples_apart(self, layer, inputs):
+        p = layer.params
+        return p["axis"] >= 1 or (bool(p["shape"]) and p["shape"][0] == 0)
+
 
 @register("Flatten")
 class Flatten(Kernel):
@@ -62,6 +66,9 @@ class Flatten(Kernel):
     def run(self, layer, state, inputs):
         return [inputs[0].reshape(self.shapes(layer, [inputs[0].shape], None)[0])]
 
+    def samples_apart(self, layer, inputs):
+        return layer.params["axis"] >= 1
+
 
 @register("Permute")
 class Permute(Kernel):
@@ -70,6 +77,9 @@ class Permute(Kernel):
 
     def run(self, layer, state, inputs):
         return [np.ascontiguousarray(inputs[0].transpose(layer.params["orders"]))]
+
+    def samples_apart(self, layer, inputs):
+        return layer.params["orders"][:1] == [0]
 
 
 @register("Squeeze")
@@ -85,6 +95,9 @@ class Squeeze(Kernel):
     def run(self, layer, state, inputs):
         return [np.squeeze(inputs[0], axis=self._axes(layer, inputs[0].shape))]
 
+    def samples_apart(self, layer, inputs):
+        return 0 not in self._axes(layer, inputs[0])
+
 
 @register("Unsqueeze")
 class Unsqueeze(Kernel):
@@ -99,9 +112,15 @@ class Unsqueeze(Kernel):
     def run(self, layer, state, inputs):
         return [inputs[0].reshape(self.shapes(layer, [inputs[0].shape], None)[0])]
 
+    def samples_apart(self, layer, inputs):
+        rank = len(inputs[0]) + len(layer.params["axes"])
+        return 0 not in {_axis(a, rank) for a in layer.params["axes"]}
+
 
 @register("ShuffleChannel")
 class ShuffleChannel(Kernel):
+    per_sample = True
+
     def run(self, layer, state, inputs):
         x = inputs[0]
         g = layer.params["group"]
@@ -130,6 +149,9 @@ class SplitV(Kernel):
     def run(self, layer, state, inputs):
         axis, slices = self._slices(layer, inputs[0].shape)
         return np.split(inputs[0], np.cumsum(slices)[:-1], axis=axis)
+
+    def samples_apart(self, layer, inputs):
+        return _axis(layer.params["axis"], len(inputs[0])) != 0
 
 
 def _slice_indices(size: int, begin: int, end: int, stride: int) -> np.ndarray:
@@ -170,6 +192,9 @@ class _Slice(Kernel):
             x = np.take(x, index, axis=axis)
         return [np.ascontiguousarray(x)]
 
+    def samples_apart(self, layer, inputs):
+        return all(axis != 0 for axis, _ in self._plan(layer, inputs[0]))
+
 
 @register("StridedSlice")
 class StridedSlice(_Slice):
@@ -195,6 +220,8 @@ class StridedSliceV2(_Slice):
 @register("Pad")
 class Pad(Kernel):
     """Pads H, W and C: mode 0 constant, 1 reflect, 2 edge (TNN ignores the batch pads)."""
+    per_sample = True
+
 
     MODES = {0: "constant", 1: "reflect", 2: "edge"}
 
@@ -262,6 +289,8 @@ def _cubic_weights(out: int, size: int, align: bool):
 @register("Upsample")
 class Upsample(Kernel):
     """mode 1 nearest (index = int(i * in / out)), 2 bilinear, 3 bicubic."""
+    per_sample = True
+
 
     def shapes(self, layer, inputs, resource):
         n, c, h, w = inputs[0]
@@ -335,6 +364,9 @@ class Reduce(Kernel):
         with np.errstate(all="ignore"):
             y = REDUCERS[layer.type](x, self._axes(layer, x.ndim), bool(layer.params["keep_dims"]))
         return [np.asarray(y, dtype=np.float32)]
+
+    def samples_apart(self, layer, inputs):
+        return 0 not in self._axes(layer, len(inputs[0]))
 
 
 register(*REDUCERS)(Reduce)
