@@ -173,3 +173,23 @@ def test_save_leaves_no_partial_output(tmp_path):
     with pytest.raises(tnnformat.TnnFormatError, match="conv.*bias"):
         tnnformat.save(net, tmp_path / "p.tnnproto", tmp_path / "p.tnnmodel")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_raw_buffers_of_every_data_type_keep_type_dims_and_bytes(tmp_path):
+    net = _tiny_net()
+    rng = np.random.default_rng(0)
+    net.constants = {
+        "f32": RawBuffer.from_array(rng.standard_normal((2, 3)).astype(np.float32)),
+        "f16": RawBuffer.from_array(rng.standard_normal(5).astype(np.float16)),
+        "i8": RawBuffer.from_array(np.arange(-4, 4, dtype=np.int8).reshape(2, 2, 2)),
+        "i32": RawBuffer.from_array(np.arange(6, dtype=np.int32), dims=()),
+        "bf16": RawBuffer(DataType.BFP16, (3,), np.array([0x3F80, 0x4000, 0xC040], np.uint16)),
+        "i64": RawBuffer.from_array(np.array([1, -2**40], np.int64)),
+        "u32": RawBuffer.from_array(np.array([7, 2**31], np.uint32)),
+        "empty": RawBuffer.from_array(np.zeros(0, np.float32)),
+    }
+    tnnformat.save(net, tmp_path / "t.tnnproto", tmp_path / "t.tnnmodel")
+    loaded = tnnformat.load(tmp_path / "t.tnnproto", tmp_path / "t.tnnmodel")
+    assert loaded.constants == net.constants
+    assert loaded.constants["bf16"].numpy(np.float32).tolist() == [1.0, 2.0, -3.0]
+    assert loaded.constants["i8"].numpy().shape == (2, 2, 2)
