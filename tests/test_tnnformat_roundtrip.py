@@ -186,7 +186,7 @@ def test_raw_buffers_of_every_data_type_keep_type_dims_and_bytes(tmp_path):
         "bf16": RawBuffer(DataType.BFP16, (3,), np.array([0x3F80, 0x4000, 0xC040], np.uint16)),
         "i64": RawBuffer.from_array(np.array([1, -2**40], np.int64)),
         "u32": RawBuffer.from_array(np.array([7, 2**31], np.uint32)),
-        "empty": RawBuffer.from_array(np.zeros(0, np.float32)),
+        "empty": RawBuffer.from_array(np.zeros(0, np.float32), dims=()),  # an empty buffer has no dims on disk
     }
     tnnformat.save(net, tmp_path / "t.tnnproto", tmp_path / "t.tnnmodel")
     loaded = tnnformat.load(tmp_path / "t.tnnproto", tmp_path / "t.tnnmodel")
