@@ -193,3 +193,21 @@ def test_raw_buffers_of_every_data_type_keep_type_dims_and_bytes(tmp_path):
     assert loaded.constants == net.constants
     assert loaded.constants["bf16"].numpy(np.float32).tolist() == [1.0, 2.0, -3.0]
     assert loaded.constants["i8"].numpy().shape == (2, 2, 2)
+
+
+@pytest.mark.parametrize("line, params", [
+    ("InstBatchNormCxx in 1 1 x y 16 1e-05", {"channels": 16, "eps": float(np.float32(1e-5))}),
+    ("LayerNorm ln 1 1 x y 2", {"reduce_dims_size": 2, "eps": float(np.float32(1e-5))}),
+    ("Power pw 1 1 x y 2 0.5", {"exponent": 2.0, "scale": 0.5, "shift": 0.0}),
+    ("Tile t 1 1 x y 1 2 3 1", {"reps": [1, 2, 3, 1]}),
+    ("Expand e 1 1 x y 4 1 3 8 8", {"shape": [1, 3, 8, 8]}),
+    ("ArgMaxOrMin a 1 1 x y 1 1", {"mode": 1, "axis": 1, "keep_dims": 1, "select_last_index": 0}),
+    ("PixelShuffle p 1 1 x y 2", {"upscale_factor": 2}),
+])
+def test_more_layer_types_read_with_tnn_defaults_and_round_trip(tmp_path, line, params):
+    proto = tmp_path / "m.tnnproto"
+    proto.write_text(f'"1 2 1 4206624772 ,"\n"x 4 1 3 8 8 0 ,"\n" x y ,"\n"y ,"\n" 1 ,"\n"{line} ,"\n')
+    net = tnnformat.load(proto)
+    assert net.layers[0].params == params
+    tnnformat.save(net, tmp_path / "n.tnnproto")
+    assert tnnformat.load(tmp_path / "n.tnnproto") == net

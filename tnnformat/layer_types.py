@@ -163,6 +163,10 @@ _declare(["BatchNormCxx", "BatchNormalization"], 2, (), (Buffer("scale"), Buffer
 _declare(["Scale"], 16, (Int("axis"), Int("num_axes"), Int("bias_term")), (
     LayerName(), Flag("bias_term"), Buffer("scale"), Buffer("bias", when="bias_term"),
 ))
+_declare(["InstBatchNormCxx"], 43, (Int("channels", 0), Float("eps", float(np.float32(1e-5)))),
+         (Buffer("scale"), Buffer("bias")))
+_declare(["LayerNorm"], 326, (Int("reduce_dims_size", 0), Float("eps", float(np.float32(1e-5)))))
+_declare(["GroupNorm"], 318, (Int("group", 0), Float("eps", float(np.float32(1e-5)))))
 _declare(["LRN"], 12, (Float("alpha"), Float("beta"), Float("bias"), Int("size")))
 _declare(["Normalize"], 45, (
     Int("across_spatial", 0), Float("epsilon", float(np.float32(1e-12))),
@@ -183,6 +187,8 @@ _declare(["Clip"], 171, (Float("min", -FLT_MAX), Float("max", FLT_MAX)))
 _declare(["HardSigmoid"], 172, (Float("alpha", 1.0), Float("beta", 0.0)))
 _declare(["HardSwish"], 173, (Float("alpha", 1.0), Float("beta", 0.0)))
 _declare(["Elu"], 132, (Float("alpha", 1.0),))
+_declare(["Power"], 69, (Float("exponent", 1.0), Float("scale", 1.0), Float("shift", 0.0)))
+_declare(["Selu"], 187, (Float("alpha", float(np.float32(1.67326319))), Float("gamma", float(np.float32(1.05070102)))))
 _declare(["PReLU"], 35, (Int("channel_shared", 0), Int("has_filler", 0)), (
     LayerName(), Buffer("slope"),
 ))
@@ -196,7 +202,13 @@ for _name, _number in [("Add", 38), ("Sub", 108), ("Mul", 42), ("Div", 175), ("M
 # ---- shape and data movement -------------------------------------------------------------
 _declare(["Concat"], 8, (Int("axis", 1),))
 _declare(["Softmax", "SoftmaxCaffe"], 21, (Int("axis", 1),))
+_declare(["LogSoftmax"], 330, (Int("axis", 1),))
 _declare(["Flatten"], 10, (Int("axis"),))
+_declare(["Cast"], 103, (Int("to", 0),))
+_declare(["ArgMaxOrMin"], 199, (Int("mode", 0), Int("axis", 0), Int("keep_dims", 1), Int("select_last_index", 0)))
+_declare(["Expand"], 304, (IntList("shape", []),))
+_declare(["Tile", "Repeat"], 148, (IntRest("reps"),))
+_declare(["PixelShuffle"], 303, (Int("upscale_factor"),))
 _declare(["Reshape"], 9, (
     Int("axis", 0), Int("num_axes", 0), IntList("shape"), Int("reshape_type", 0),
 ))
