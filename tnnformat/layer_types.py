@@ -26,10 +26,6 @@ class LayerSpec:
     params: Tuple[Field, ...] = ()
     resource: Optional[Tuple[Item, ...]] = None  # None: the layer type has no resource
 
-    @property
-    def buffer_keys(self) -> Tuple[str, ...]:
-        return tuple(k for item in (self.resource or ()) for k in item.keys())
-
 
 #: Every type name TNN's reader accepts, with its LayerType number (core/layer_type.cc).
 #: A model file names a resource's type with one of these; a name outside this table means

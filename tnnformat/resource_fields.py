@@ -25,10 +25,6 @@ class Item:
               flags: Dict[str, int]) -> None:
         raise NotImplementedError
 
-    def keys(self) -> Sequence[str]:
-        """The buffer names this item may produce."""
-        return ()
-
 
 class LayerName(Item):
     """The layer's name repeated inside the body; TNN writes the layer's own name."""
@@ -70,9 +66,6 @@ class Buffer(Item):
         if self.present(flags):
             writer.raw_buffer(_get(resource, self.key))
 
-    def keys(self):
-        return (self.key,)
-
 
 def _get(resource: Resource, key: str) -> RawBuffer:
     if key not in resource:
@@ -103,9 +96,6 @@ class ZeroPointScale(Item):
         writer.raw_buffer(_get(resource, "zero_point"))
         writer.raw_buffer(_get(resource, "scale"))
 
-    def keys(self):
-        return ("zero_point", "scale")
-
 
 class IfInt8(Item):
     """Items present only when an earlier buffer (the weights) is stored as int8."""
@@ -125,6 +115,3 @@ class IfInt8(Item):
         if self.applies(resource):
             for item in self.items:
                 item.write(writer, layer, resource, flags)
-
-    def keys(self):
-        return tuple(k for item in self.items for k in item.keys())
