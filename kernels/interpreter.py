@@ -1,14 +1,18 @@
 """The graph runner: layers in proto order, blobs freed after their last reader.
 
 Float layers run the float kernels. A quantized layer (TNN's `Quantized` prefix) runs its
-int8 kernel on int8 inputs: float blobs entering it are quantized with their blob scale and
-int8 blobs entering a float layer are dequantized, as TNN's inserted reformat layers do. A
-quantized layer type without an int8 kernel runs its float kernel between a dequantize and
-a quantize. Like TNN's runtime, the model first gets TNN's load-time fusions: activations into
-the convolutions before them and, in quantized models, an Add into the 1x1 convolution before
-it. They change int8 results (no rounding in between), and for float models save a pass over
-memory; the fused-away blobs (a convolution's output before its ReLU) do not exist at run
-time, in TNN as here.
+kernel's int8 path on int8 inputs: float blobs entering it are quantized with their blob
+scale and int8 blobs entering a float layer are dequantized, as TNN's inserted reformat layers
+do. A quantized layer type without an int8 path runs its float kernel between a dequantize
+and a quantize. Like TNN's runtime, the model first gets TNN's load-time fusions
+(`runtime_graph`): activations into the convolutions before them and, in quantized models, an
+Add into the 1x1 convolution before it. They change int8 results (no rounding in between), and
+for float models save a pass over memory; the fused-away blobs (a convolution's output before
+its ReLU) do not exist at run time, in TNN as here.
+
+Narrower activations are simulated on the int8 arithmetic: a blob given fewer than 8 bits in
+`activation_bits` has its int8 codes clamped to the symmetric b-bit range wherever it is
+quantized or an int8 kernel produces it.
 """
 from __future__ import annotations
 
@@ -20,11 +24,11 @@ import numpy as np
 from tnnformat import Layer, Net
 
 from .errors import KernelError
-from .int8 import INT8_KERNELS, Int8Blob, blob_scale, quantize
+from .int8 import Int8Blob, blob_scale, limit_bits, quantize
 from .registry import kernel_for
 from .shapes import infer_shapes
 from .threads import WORKERS, parallel_batches_possible, single_threaded_blas
-from .tnn_optimizer import fuse_conv_activation, fuse_conv_add
+from .tnn_optimizer import runtime_graph
 
 Hook = Callable[[Optional[Layer], str, np.ndarray], None]
 Value = Union[np.ndarray, Int8Blob]
@@ -36,11 +40,13 @@ class Interpreter:
     `forward(inputs, hook=...)` calls `hook(layer, blob, value)` for every network input
     (layer None) and every blob a layer produces, in execution order, as TNN's forward
     callback does; int8 blobs are shown dequantized. Blobs are released after their last
-    reader unless listed in `keep`.
+    reader unless listed in `keep`. `activation_bits` (blob name -> bits) narrows the int8
+    codes of those blobs, see the module docstring; blob names are those of the runtime graph.
     """
 
-    def __init__(self, net: Net):
-        self.net = net = fuse_conv_add(fuse_conv_activation(net))
+    def __init__(self, net: Net, activation_bits: Optional[Dict[str, int]] = None):
+        self.net = net = runtime_graph(net)
+        self.activation_bits: Dict[str, int] = dict(activation_bits or {})
         self.kernels = [kernel_for(layer) for layer in net.layers]
         self.states = []
         self.scales: List[tuple] = []
@@ -50,8 +56,7 @@ class Interpreter:
                 ins = [blob_scale(net, layer, b) for b in layer.inputs]
                 outs = [blob_scale(net, layer, b) for b in layer.outputs]
                 self.scales.append((ins, outs))
-                int8 = INT8_KERNELS.get(layer.type)
-                self.states.append(int8.prepare(layer, resource, ins, outs) if int8
+                self.states.append(kernel.prepare_int8(layer, resource, ins, outs) if kernel.has_int8
                                    else kernel.prepare(layer, resource))
             else:
                 self.scales.append(None)
@@ -87,13 +92,14 @@ class Interpreter:
         if scales is None:
             return kernel.run(layer, state, [self._float(a) for a in args])
         ins, outs = scales
-        int8_args = [a if isinstance(a, Int8Blob) else quantize(a, s) for a, s in zip(args, ins)]
-        int8 = INT8_KERNELS.get(layer.type)
-        if int8 is not None:
-            results = int8.run(layer, state, int8_args, outs)
-            return [Int8Blob(r, s) for r, s in zip(results, outs)]
+        bits = self.activation_bits
+        int8_args = [a if isinstance(a, Int8Blob) else quantize(a, s, bits.get(b))
+                     for b, a, s in zip(layer.inputs, args, ins)]
+        if kernel.has_int8:
+            results = kernel.run_int8(layer, state, int8_args, outs)
+            return [Int8Blob(limit_bits(r, bits.get(b)), s) for b, r, s in zip(layer.outputs, results, outs)]
         floats = kernel.run(layer, state, [a.dequantize() for a in int8_args])
-        return [quantize(f, s) for f, s in zip(floats, outs)]
+        return [quantize(f, s, bits.get(b)) for b, f, s in zip(layer.outputs, floats, outs)]
 
     def forward(self, inputs: Dict[str, np.ndarray], hook: Optional[Hook] = None,
                 keep: Iterable[str] = ()) -> Dict[str, np.ndarray]:

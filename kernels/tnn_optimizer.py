@@ -109,3 +109,9 @@ def fuse_conv_add(net: Net) -> Net:
     out = copy.copy(net)
     out.layers = fused
     return fuse_conv_activation(out)
+
+
+def runtime_graph(net: Net) -> Net:
+    """The graph TNN's runtime executes (and its quantization tool calibrates): `net` after all
+    the load-time fusions above. For a float net that is the activation fusion alone."""
+    return fuse_conv_add(fuse_conv_activation(net))

@@ -7,9 +7,9 @@ from PIL import Image
 
 import tnnformat
 from kernels import Interpreter, KernelError
-from kernels.int8 import BlobScale, Int8Blob, quantize
+from kernels.int8 import Int8Blob, quantize
 from kernels.rounding import float2int8
-from tnnformat import BLOB_SCALE_SUFFIX, Layer, Net, RawBuffer
+from tnnformat import BLOB_SCALE_SUFFIX, BlobScale, Layer, Net, RawBuffer
 from tnnformat.layer_types import spec
 from tnnformat.params import default_params
 
@@ -22,9 +22,7 @@ def buffer(values, dtype):
 
 def blob_scale(scale, zero_point=0):
     scale = np.atleast_1d(np.asarray(scale, np.float32))
-    zero = np.broadcast_to(np.asarray(zero_point, np.int8), scale.shape)
-    return {"scale": buffer(scale, np.float32), "zero_point": buffer(zero, np.int8),
-            "bias": buffer(np.zeros(scale.size), np.int32)}
+    return BlobScale(scale, np.broadcast_to(np.asarray(zero_point, np.int8), scale.shape)).to_resource()
 
 
 def make(type_name, name, inputs, outputs, quantized=True, **params):
@@ -150,6 +148,35 @@ def test_missing_blob_scale_names_layer_and_blob():
     del net.resources["y" + BLOB_SCALE_SUFFIX]
     with pytest.raises(KernelError, match="layer 'conv'.*blob 'y'"):
         Interpreter(net)
+
+
+def test_blob_scale_resource_round_trips_in_tnns_layout():
+    scale = BlobScale(np.array([0.5, 0.25], np.float32), np.array([0, -3], np.int8))
+    resource = scale.to_resource()
+    assert list(resource) == ["zero_point", "scale", "bias"] and all(b.dims == () for b in resource.values())
+    net = Net(inputs={}, outputs=[], layers=[])
+    net.set_scale("x", scale)
+    again = net.scale_of("x")
+    assert again.scale.tolist() == [0.5, 0.25] and again.zero_point.tolist() == [0, -3]
+    assert net.blob_scale("x")["bias"].numpy().tolist() == [0, 0] and net.scale_of("y") is None
+
+
+def test_four_bit_activations_clamp_to_seven():
+    """A 4-bit blob keeps TNN's rounding, then its codes are clamped to [-7, 7]: where the input
+    is quantized and where an int8 kernel writes it; other blobs and the default are untouched."""
+    net = conv_net([0.5], 0, [0.25], 0, np.ones((1, 2, 1, 1), np.int8), [1.0], [0], [0])
+    x = np.zeros((1, 2, 3, 3), np.float32)
+    x[0, 0, 0, :] = [1.5, -6.0, 20.0]  # codes 3, -12, 40
+    x[0, 1, 0, :] = [0.5, -1.0, 40.0]  # codes 1, -2, 80
+    plain = Interpreter(net).forward({"x": x})["y"]
+    assert plain[0, 0, 0].tolist() == [4.0, -14.0, 31.75]  # acc 4, -14, 120; x 4: 16, -56, 480 -> 127
+    assert np.array_equal(Interpreter(net, activation_bits={}).forward({"x": x})["y"], plain)
+    narrow_out = Interpreter(net, activation_bits={"y": 4}).forward({"x": x})["y"]
+    assert narrow_out[0, 0, 0].tolist() == [1.75, -1.75, 1.75]  # codes 7, -7, 7
+    narrow_in = Interpreter(net, activation_bits={"x": 4, "y": 8}).forward({"x": x})["y"]
+    assert narrow_in[0, 0, 0].tolist() == [4.0, -9.0, 14.0]  # inputs 3, -7, 7 and 1, -2, 7
+    q = quantize(x, BlobScale(np.array([0.5], np.float32), np.array([0], np.int8)), bits=4)
+    assert q.values.min() == -7 and q.values.max() == 7
 
 
 def test_int8_blob_dequantizes_with_its_zero_point():

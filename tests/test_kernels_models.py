@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import tnnformat
-from kernels import Interpreter, KernelError, infer_shapes
+from kernels import Interpreter, KernelError, infer_shapes, with_random_resources
 from tnnformat import Layer, Net, RawBuffer
 
 from conftest import shared_path
@@ -20,7 +20,7 @@ QUANT_PROTOS = ["quant_inception_v3", "quant_mobilenet_v1", "quant_mobilenet_v2"
 
 
 def random_model(name: str) -> Net:
-    return tnnformat.with_random_resources(tnnformat.load(shared_path("tnn-protos", name + ".tnnproto")), seed=1)
+    return with_random_resources(tnnformat.load(shared_path("tnn-protos", name + ".tnnproto")), seed=1)
 
 
 def random_input(net: Net, batch: int = 1) -> dict:

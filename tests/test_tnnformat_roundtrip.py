@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tnnformat
+from kernels import with_random_resources
 from tnnformat import DataType, Layer, Net, RawBuffer
 from tnnformat.layer_types import spec
 from tnnformat.params import write_params
@@ -157,8 +158,8 @@ def test_floats_keep_tnn_text_unless_that_loses_bits(tmp_path):
 
 @pytest.mark.parametrize("name", PROTOS)
 def test_random_resources_round_trip(name, tmp_path):
-    net = tnnformat.with_random_resources(tnnformat.load(shared_path("tnn-protos", name + ".tnnproto")))
-    again = tnnformat.with_random_resources(tnnformat.load(shared_path("tnn-protos", name + ".tnnproto")))
+    net = with_random_resources(tnnformat.load(shared_path("tnn-protos", name + ".tnnproto")))
+    again = with_random_resources(tnnformat.load(shared_path("tnn-protos", name + ".tnnproto")))
     assert net == again  # seeded
     tnnformat.save(net, tmp_path / "r.tnnproto", tmp_path / "r.tnnmodel")
     loaded = tnnformat.load(tmp_path / "r.tnnproto", tmp_path / "r.tnnmodel")

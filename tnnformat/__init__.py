@@ -7,13 +7,14 @@ What is written is laid out exactly as TNN's own packer writes it, so TNN loads 
 """
 from __future__ import annotations
 
+from .blob_scale import BlobScale
+from .buffer import DataType, RawBuffer, Resource
 from .errors import TnnFormatError
 from .files import load, save
 from .layer_types import known_types
-from .net import BLOB_SCALE_SUFFIX, DataType, Layer, Net, RawBuffer, Resource
-from .random_resources import with_random_resources
+from .net import BLOB_SCALE_SUFFIX, Layer, Net
 
 __all__ = [
-    "BLOB_SCALE_SUFFIX", "DataType", "Layer", "Net", "RawBuffer", "Resource", "TnnFormatError",
-    "known_types", "load", "save", "with_random_resources",
+    "BLOB_SCALE_SUFFIX", "BlobScale", "DataType", "Layer", "Net", "RawBuffer", "Resource",
+    "TnnFormatError", "known_types", "load", "save",
 ]

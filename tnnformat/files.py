@@ -6,9 +6,10 @@ import tempfile
 from typing import BinaryIO, Callable, List, Optional, Tuple, Union
 
 
+from .buffer import NUMPY_DTYPE, DataType, RawBuffer
 from .errors import TnnFormatError
 from .model import read_resources, write_resources
-from .net import NUMPY_DTYPE, DataType, Net, RawBuffer
+from .net import Net
 from .proto import format_proto, parse_proto
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -23,7 +24,7 @@ def _read_bytes(path: PathLike, what: str) -> bytes:
 
 
 def load(proto_path: PathLike, model_path: Optional[PathLike] = None) -> Net:
-    """Read a model; without `model_path` the Net has no resources (see with_random_resources)."""
+    """Read a model; without `model_path` the Net has no resources (see kernels.with_random_resources)."""
     raw = _read_bytes(proto_path, "proto")
     try:
         text = raw.decode("utf-8")

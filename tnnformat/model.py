@@ -17,7 +17,8 @@ import numpy as np
 
 from .errors import TnnFormatError
 from .layer_types import TNN_TYPE_NUMBERS, LayerSpec, spec, spec_by_number, split_type
-from .net import BLOB_SCALE_SUFFIX, NUMPY_DTYPE, DataType, Layer, Net, RawBuffer, Resource
+from .buffer import NUMPY_DTYPE, DataType, RawBuffer, Resource
+from .net import BLOB_SCALE_SUFFIX, Layer, Net
 from .proto import MAGIC_V1, MAGIC_V2
 
 MAX_RESOURCES = 10000  # TNN refuses larger counts too

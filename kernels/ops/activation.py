@@ -1,4 +1,4 @@
-"""Element-wise activations and other one-input element-wise layers."""
+"""Element-wise activations and other one-input element-wise layers; ReLU also on int8."""
 from __future__ import annotations
 
 from typing import Callable, Dict
@@ -46,7 +46,15 @@ class Unary(Kernel):
             return [np.asarray(UNARY[layer.type](inputs[0]), dtype=np.float32)]
 
 
-register(*UNARY)(Unary)
+register(*(name for name in UNARY if name != "ReLU"))(Unary)
+
+
+@register("ReLU")
+class ReLU(Unary):
+    """Int8: max(q, 0) on the int8 values, the zero point ignored (as in TNN)."""
+
+    def run_int8(self, layer, state, inputs, outputs):
+        return [np.maximum(inputs[0].values, 0).astype(np.int8)]
 
 
 @register("Clip")

@@ -3,6 +3,7 @@
 Convolutions are one BLAS matrix product per group over im2col columns (1x1 stride-1
 convolutions skip im2col); depthwise convolutions are a multiply-add per kernel offset over
 whole tensors. Deconvolution is a matrix product followed by col2im, one add per offset.
+A quantized convolution runs the same convolution on exact integers held in float64.
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from typing import List, Optional, Tuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tnnformat import Layer, Resource
+from tnnformat import BlobScale, Layer, Resource
 
 from ..errors import KernelError
+from ..int8 import channel_values, requant_multiplier
 from ..registry import Kernel, float_buffer, register
-from ..tnn_optimizer import RELU, RELU6, SIGMOID_MUL
+from ..rounding import float2int8
+from ..tnn_optimizer import CONV_ACTIVATION_ADD, CONV_ADD_ACTIVATION, RELU, RELU6, SIGMOID_MUL
 
 
 def activate(y: np.ndarray, kind: int, layer: Layer) -> np.ndarray:
@@ -135,8 +138,29 @@ def conv_shape(layer: Layer, input_shape) -> tuple:
     return (n, layer.params["output_channel"], out_h, out_w)
 
 
+def _finish_int8(val: np.ndarray, layer: Layer, out: BlobScale, added: Optional[np.ndarray]) -> np.ndarray:
+    """The fused Add (before or after the activation), the fused activation and the final
+    rounding of an int8 convolution, in TNN's order."""
+    channels, kind, fusion = val.shape[1], layer.params["activation_type"], layer.params.get("fusion_type", 0)
+    shape = (1, -1, 1, 1)
+    if fusion == CONV_ADD_ACTIVATION:
+        val = val + added
+    if kind == RELU:
+        val = np.maximum(val, np.float32(0))
+    elif kind == RELU6:  # clipped at the int8 code of 6; TNN adds no zero point and no later Add
+        top = float2int8(np.float32(6.0) / channel_values(out.scale, channels)).reshape(shape)
+        return np.maximum(np.minimum(float2int8(val), top), 0).astype(np.int8)
+    elif kind != 0:
+        raise KernelError(f"layer '{layer.name}': activation_type {kind} is not supported in int8")
+    if fusion == CONV_ACTIVATION_ADD:
+        val = val + added
+    return float2int8(val + channel_values(out.zero_point, channels).astype(np.float32).reshape(shape))
+
+
 @register("Convolution")
 class Convolution(Kernel):
+    """Int8: acc = sum (x - zp_x)(w - zp_w) + bias in exact integers (padding contributes 0);
+    out = float2int8(float(acc) * (w_scale / out_scale) + zp_out), activation in between."""
     per_sample = True
 
     def shapes(self, layer, inputs, resource):
@@ -152,6 +176,33 @@ class Convolution(Kernel):
         if bias is not None:
             y += bias[None, :, None, None]
         return [activate(y, layer.params["activation_type"], layer)]
+
+    def prepare_int8(self, layer, resource, inputs, outputs):
+        p = layer.params
+        filt = resource["filter"].numpy().reshape(-1).astype(np.float64)
+        out = p["output_channel"]
+        zero_w = channel_values(resource["zero_point"].numpy().reshape(-1).astype(np.float64), out)
+        centered = filt.reshape(out, -1) - zero_w[:, None]
+        bias = resource["bias"].numpy().reshape(-1).astype(np.int64) if p["bias"] and "bias" in resource else None
+        multiplier = requant_multiplier(resource["scale"].numpy(np.float32).reshape(-1), outputs[0], out)
+        add_scale = requant_multiplier(inputs[1].scale, outputs[0], out) if len(inputs) > 1 else None
+        return arrange_filter(centered, layer), bias, multiplier, add_scale
+
+    def run_int8(self, layer, state, inputs, outputs):
+        weights, bias, multiplier, add_scale = state
+        x = inputs[0]
+        _, zero = x.scale.per_channel(x.values.ndim)
+        acc = convolve(x.values.astype(np.float64) - zero.astype(np.float64), weights, layer)
+        acc = np.rint(acc).astype(np.int64)
+        if bias is not None:
+            acc += bias[None, :, None, None]
+        val = acc.astype(np.int32).astype(np.float32) * multiplier[None, :, None, None]
+        added = None
+        if add_scale is not None:  # TNN's conv+add fusion: the Add's other operand, rescaled
+            other, s = inputs[1], add_scale[None, :, None, None]
+            zero_out = channel_values(other.scale.zero_point, val.shape[1]).astype(np.float32)[None, :, None, None]
+            added = other.values.astype(np.float32) * s - zero_out * s
+        return [_finish_int8(val, layer, outputs[0], added)]
 
 
 def deconv_geometry(p: dict, height: int, width: int) -> Tuple[int, int, int, int]:

@@ -3,7 +3,8 @@
 A layer with one blob input takes its other operand from the model (resource `element`);
 `weight_input_index` says on which side it goes. A constant stored without dims is placed
 as TNN places it (layer/multidir_broadcast_layer.cc): one value, one per channel, one per
-element of a sample, one per column, or one per spatial position.
+element of a sample, one per column, or one per spatial position. Add and Concat also run on
+int8 blobs, as TNN's int8 kernels do.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..errors import KernelError
 from ..registry import Kernel, float_buffer, register
+from ..rounding import float2int8
 
 BINARY: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
@@ -73,7 +75,17 @@ class Binary(Kernel):
             return [np.asarray(reduce(op, operands), dtype=np.float32)]
 
 
-register(*BINARY)(Binary)
+register(*(name for name in BINARY if name != "Add"))(Binary)
+
+
+@register("Add")
+class Add(Binary):
+    """Int8: each input dequantized in float32, summed in order, requantized to the output scale."""
+
+    def run_int8(self, layer, state, inputs, outputs):
+        total = reduce(np.add, [blob.dequantize() for blob in inputs])
+        scale, zero = outputs[0].per_channel(total.ndim)
+        return [float2int8(total / scale + zero.astype(np.float32))]
 
 
 def _axis(axis: int, rank: int, layer) -> int:
@@ -84,6 +96,9 @@ def _axis(axis: int, rank: int, layer) -> int:
 
 @register("Concat")
 class Concat(Kernel):
+    """Int8, all per-tensor: each input requantized to the output scale. Otherwise TNN copies
+    the int8 values as they are (per-channel scales then line up channel for channel)."""
+
     def shapes(self, layer, inputs, resource):
         axis = _axis(layer.params["axis"], len(inputs[0]), layer)
         out = list(inputs[0])
@@ -98,3 +113,14 @@ class Concat(Kernel):
 
     def samples_apart(self, layer, inputs):
         return layer.params["axis"] % len(inputs[0]) != 0
+
+    def run_int8(self, layer, state, inputs, outputs):
+        axis = layer.params["axis"] % inputs[0].values.ndim
+        out = outputs[0]
+        if all(b.scale.scale.size == 1 for b in inputs) and out.scale.size == 1:
+            parts = [float2int8((b.values.astype(np.int32) - int(b.scale.zero_point[0])).astype(np.float32)
+                                * b.scale.scale[0] / out.scale[0] + np.float32(out.zero_point[0]))
+                     for b in inputs]
+        else:
+            parts = [b.values for b in inputs]
+        return [np.concatenate(parts, axis=axis)]

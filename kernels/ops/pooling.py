@@ -1,7 +1,7 @@
 """Pooling: max and average, global, adaptive, ceil mode (TNN's pooling layer and NaivePooling).
 
 Padding never enters a window: max pooling ignores it and average pooling divides by the
-number of real input values in the window, as TNN's CPU reference does.
+number of real input values in the window, as TNN's CPU reference does, in float and in int8.
 """
 from __future__ import annotations
 
@@ -10,10 +10,15 @@ from typing import Tuple
 
 import numpy as np
 
+from ..errors import KernelError
 from ..registry import Kernel, register
 
 
-def pool_geometry(p: dict, height: int, width: int) -> Tuple[int, int, int, int, int, int, int, int]:
+#: (kernel_h, kernel_w, stride_h, stride_w, out_h, out_w, pad_top, pad_left)
+Geometry = Tuple[int, int, int, int, int, int, int, int]
+
+
+def pool_geometry(p: dict, height: int, width: int) -> Geometry:
     """(kernel_h, kernel_w, stride_h, stride_w, out_h, out_w, pad_top, pad_left)."""
     kh, kw = p["kernel_h"] or height, p["kernel_w"] or width  # 0 0: global
     if p["kernel_h"] == 0 and p["kernel_w"] == 0:
@@ -41,6 +46,12 @@ def _window_counts(out: int, stride: int, pad: int, kernel: int, size: int) -> n
     return np.minimum(start + kernel, size) - np.maximum(start, 0)
 
 
+def _window_sizes(g: Geometry, height: int, width: int) -> np.ndarray:
+    """How many real input values each (out_h, out_w) window holds, padding not counted."""
+    kh, kw, sh, sw, out_h, out_w, top, left = g
+    return np.outer(_window_counts(out_h, sh, top, kh, height), _window_counts(out_w, sw, left, kw, width))
+
+
 def _reduce_windows(x: np.ndarray, axis: int, kernel: int, stride: int, out: int, average: bool) -> np.ndarray:
     """Max or sum over windows along one axis: pooling is separable, so two 1-D passes
     (kh + kw steps) replace one 2-D pass (kh * kw steps)."""
@@ -58,21 +69,25 @@ def _reduce_windows(x: np.ndarray, axis: int, kernel: int, stride: int, out: int
     return result
 
 
-def _pool(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, out_h: int, out_w: int,
-          top: int, left: int, average: bool) -> np.ndarray:
-    """Windows over the input placed in a frame of the neutral value (0 for average, -inf for
-    max), reduced along W then H."""
+def _window_reduce(x: np.ndarray, g: Geometry, average: bool, fill: np.generic) -> np.ndarray:
+    """Sum or max of every window: the input placed in a frame of `fill` (the neutral value,
+    whose dtype the frame takes), reduced along W then H."""
+    kh, kw, sh, sw, out_h, out_w, top, left = g
     n, c, h, w = x.shape
     frame_h, frame_w = max((out_h - 1) * sh + kh, top + h), max((out_w - 1) * sw + kw, left + w)
     if (frame_h, frame_w, top, left) == (h, w, 0, 0):
         frame = x
     else:
-        frame = np.full((n, c, frame_h, frame_w), 0.0 if average else -np.inf, np.float32)
+        frame = np.full((n, c, frame_h, frame_w), fill, fill.dtype)
         frame[:, :, top:top + h, left:left + w] = x
-    result = _reduce_windows(_reduce_windows(frame, 3, kw, sw, out_w, average), 2, kh, sh, out_h, average)
+    return _reduce_windows(_reduce_windows(frame, 3, kw, sw, out_w, average), 2, kh, sh, out_h, average)
+
+
+def _pool(x: np.ndarray, g: Geometry, average: bool) -> np.ndarray:
+    """Float pooling: padding is 0 for average (then divided away) and -inf for max."""
+    result = _window_reduce(x, g, average, np.float32(0.0 if average else -np.inf))
     if average:
-        counts = np.outer(_window_counts(out_h, sh, top, kh, h), _window_counts(out_w, sw, left, kw, w))
-        result /= counts.astype(np.float32)
+        result /= _window_sizes(g, *x.shape[2:]).astype(np.float32)
     return result
 
 
@@ -88,6 +103,8 @@ def _adaptive(x: np.ndarray, out_h: int, out_w: int, average: bool) -> np.ndarra
 
 @register("Pooling")
 class Pooling(Kernel):
+    """Int8: max pooling (never below -127, TNN's starting value) or average with integer
+    division truncating toward zero, over int32 sums; padding is not part of any window."""
     per_sample = True
 
     def shapes(self, layer, inputs, resource):
@@ -108,4 +125,17 @@ class Pooling(Kernel):
         if p["kernel_h"] == 0 and p["kernel_w"] == 0:
             reduce = np.mean if average else np.max
             return [reduce(x, axis=(2, 3), keepdims=True).astype(np.float32)]
-        return [_pool(x, *pool_geometry(p, h, w), average)]
+        return [_pool(x, pool_geometry(p, h, w), average)]
+
+    def run_int8(self, layer, state, inputs, outputs):
+        q = inputs[0].values.astype(np.int32)
+        p = layer.params
+        if p["is_adaptive"]:
+            raise KernelError(f"layer '{layer.name}': adaptive pooling is not supported in int8")
+        g = pool_geometry(p, *q.shape[2:])
+        average = p["pool_type"] == 1
+        result = _window_reduce(q, g, average, np.int32(0 if average else -127))
+        if average:
+            count = _window_sizes(g, *q.shape[2:])
+            result = np.sign(result) * (np.abs(result) // count)  # C division truncates toward zero
+        return [np.clip(result, -128, 127).astype(np.int8)]

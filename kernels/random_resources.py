@@ -4,7 +4,7 @@ TNN fills missing weights with random data for benchmarks (interpreter/layer_res
 we do the same so any proto can be run and tested. Unlike TNN's uniform [-1, 1] weights, ours
 are scaled by the fan-in so that deep networks keep finite, non-degenerate activations.
 Shapes that depend on the input (InnerProduct weights, per-channel scales) come from shape
-inference in `kernels`, imported lazily because kernels is built on tnnformat.
+inference, which is why this lives in kernels and not in tnnformat.
 """
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from typing import Callable, Dict, Tuple
 
 import numpy as np
 
-from .layer_types import spec
-from .net import BLOB_SCALE_SUFFIX, Layer, Net, RawBuffer, Resource
+from tnnformat import BlobScale, Layer, Net, RawBuffer, Resource
+from tnnformat.layer_types import spec
+
+from .shapes import infer_shapes
 
 Shape = Tuple[int, ...]
 
@@ -109,19 +111,13 @@ _MAKERS: Dict[str, Callable[[Layer, np.random.Generator, Dict[str, Shape]], Reso
 }
 
 
-def _blob_scale(rng: np.random.Generator, channels: int) -> Resource:
-    return {
-        "zero_point": RawBuffer.from_array(np.zeros(channels, np.int8), dims=()),
-        "scale": RawBuffer.from_array(rng.uniform(0.01, 0.05, channels).astype(np.float32), dims=()),
-        "bias": RawBuffer.from_array(np.zeros(channels, np.int32), dims=()),
-    }
+def _blob_scale(rng: np.random.Generator, channels: int) -> BlobScale:
+    return BlobScale(rng.uniform(0.01, 0.05, channels).astype(np.float32), np.zeros(channels, np.int8))
 
 
 def with_random_resources(net: Net, seed: int = 0) -> Net:
     """A copy of `net` whose layers without resources get seeded random ones of the right
     shapes (int8 weights and blob scales for quantized layers); existing resources stay."""
-    from kernels.shapes import infer_shapes  # kernels is built on tnnformat
-
     rng = np.random.default_rng(seed)
     out = copy.copy(net)
     out.resources = dict(net.resources)
@@ -138,11 +134,7 @@ def with_random_resources(net: Net, seed: int = 0) -> Net:
                 raise NotImplementedError(f"no random resource for layer type {layer.type}")
         if layer.quantized:
             for blob in layer.inputs + layer.outputs:
-                key = blob + BLOB_SCALE_SUFFIX
-                if key not in out.resources:
+                if out.blob_scale(blob) is None:
                     shape = shapes[blob]
-                    out.resources[key] = _blob_scale(rng, shape[1] if len(shape) > 1 else 1)
+                    out.set_scale(blob, _blob_scale(rng, shape[1] if len(shape) > 1 else 1))
     return out
-
-
-
