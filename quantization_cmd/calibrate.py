@@ -1,67 +1,75 @@
-"""Run the float model over the calibration inputs and turn what it saw into blob scales.
+"""Range estimation as pipeline passes: statistics of the observed blobs, then their scales.
 
-Two passes, as in TNN: the first collects each observed blob's range (and mean |x|), the
-second, only when a method needs it, a 2048-bin histogram over [0, absmax] from the first.
+Two data passes, as in TNN: the first collects each observed blob's range (and what else a
+method needs, such as mean |x|), the second, only when a method needs it, a 2048-bin
+histogram over [0, absmax] from the first.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
-from kernels import Interpreter
+from tnnformat import BlobScale
 
-from .blob_methods import BLOB_METHODS, BlobStats
-from .observers import HistogramObserver, RangeObserver
+from .blob_methods import BlobStats, blob_method
+from .events import Notice, Progress, TaskDone
+from .pipeline import RANGES, Pass, QuantState
 from .plan import Plan
-
-#: Called once per pass with its name; returns the batches of that pass.
-BatchSource = Callable[[str], Iterable[Dict[str, np.ndarray]]]
+from .statistics import HISTOGRAM, MEAN_ABS, RANGE, Histogram, MeanAbs, Range, StatKey, Statistic, Statistics
 
 
-@dataclass
-class BlobScale:
-    """Per-channel (or single) int8 scale and zero point of a blob; `empty` counts the
-    channels that were zero on every input and got a stand-in scale."""
+def blob_stats(plan: Plan, statistics: Statistics, blob: str) -> BlobStats:
+    """The statistics held for `blob`, with its config, as methods read them."""
+    config = plan.blobs[blob]
+    shape = plan.sample_shape(blob)
 
-    scale: np.ndarray
-    zero_point: np.ndarray
-    empty: int = 0
+    def get(kind: str):
+        return statistics.get(StatKey(blob, kind, config.per_tensor))
 
-
-def _observe(plan: Plan, batches: Iterable[Dict[str, np.ndarray]],
-             observe: Dict[str, Callable[[np.ndarray], None]]) -> None:
-    interpreter = Interpreter(plan.net)
-
-    def hook(layer, blob: str, value: np.ndarray) -> None:
-        if blob in observe:
-            observe[blob](value)
-
-    for batch in batches:
-        interpreter.forward(batch, hook=hook)
+    return BlobStats(blob, shape, config, get(RANGE), get(MEAN_ABS), get(HISTOGRAM))
 
 
-def collect_statistics(plan: Plan, shapes: Dict[str, tuple], batches: BatchSource,
-                       all_histograms: bool = False) -> Dict[str, BlobStats]:
-    """Statistics of every blob the plan observes, over every batch of both passes
-    (histograms for the blobs whose method needs them, or for all with `all_histograms`)."""
-    stats: Dict[str, BlobStats] = {}
-    for blob in plan.observed:
-        method = BLOB_METHODS[plan.methods[blob]]
-        shape = tuple(shapes[blob][1:])
-        channels = shape[0] if shape else 1
-        observer = RangeObserver(channels, blob in plan.per_tensor, method.needs_mean_abs)
-        stats[blob] = BlobStats(blob, shape, plan.methods[blob], observer)
-    _observe(plan, batches("calibration pass: range"), {blob: s.range.observe for blob, s in stats.items()})
+class RangeStatistics(Pass):
+    """First data pass: the range of every observed blob, and mean |x| where a method needs it."""
 
-    need_histogram = {blob: s for blob, s in stats.items()
-                      if all_histograms or BLOB_METHODS[s.method].needs_histogram}
-    if need_histogram:
-        for s in need_histogram.values():
-            s.histogram = HistogramObserver(s.range.absmax, s.range.valid)
-        _observe(plan, batches("calibration pass: histogram"), {blob: s.histogram.observe for blob, s in need_histogram.items()})
-    return stats
+    name = "range"
+    stage = RANGES
+
+    def statistics(self, state: QuantState) -> Dict[StatKey, Statistic]:
+        wanted: Dict[StatKey, Statistic] = {}
+        for blob, config in state.plan.blobs.items():
+            shape = state.plan.sample_shape(blob)
+            channels = shape[0] if shape else 1
+            wanted[StatKey(blob, RANGE, config.per_tensor)] = Range(channels, config.per_tensor)
+            if MEAN_ABS in blob_method(config.method).needs:
+                wanted[StatKey(blob, MEAN_ABS, config.per_tensor)] = MeanAbs(channels, config.per_tensor)
+        return wanted
+
+    def apply(self, state: QuantState) -> None:
+        pass
+
+
+class HistogramStatistics(Pass):
+    """Second data pass: fixed-range histograms of the blobs whose method needs one (of every
+    observed blob with `all_blobs`, for the HTML report)."""
+
+    name = "histogram"
+    stage = RANGES
+
+    def __init__(self, all_blobs: bool = False):
+        self.all_blobs = all_blobs
+
+    def statistics(self, state: QuantState) -> Dict[StatKey, Statistic]:
+        wanted: Dict[StatKey, Statistic] = {}
+        for blob, config in state.plan.blobs.items():
+            if self.all_blobs or HISTOGRAM in blob_method(config.method).needs:
+                value_range = state.statistics[StatKey(blob, RANGE, config.per_tensor)]
+                wanted[StatKey(blob, HISTOGRAM, config.per_tensor)] = Histogram.over(value_range)
+        return wanted
+
+    def apply(self, state: QuantState) -> None:
+        pass
 
 
 def _stand_in(scale: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -73,19 +81,31 @@ def _stand_in(scale: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid & (scale > 0), scale, fill).astype(np.float32)
 
 
-def compute_scales(stats: Dict[str, BlobStats], done: Callable[[int], None] = lambda n: None
-                   ) -> Dict[str, BlobScale]:
-    """The scale of every observed blob; `done(1)` is called after each (for progress)."""
-    result = {}
-    for blob, s in stats.items():
-        scale, zero_point = BLOB_METHODS[s.method].scales(s)
-        valid = s.range.valid
-        empty = int(np.count_nonzero(~(valid & (scale > 0))))
-        result[blob] = BlobScale(_stand_in(scale, valid), np.where(valid, zero_point, 0).astype(np.int8), empty)
-        done(1)
-    return result
+def scale_of(stats: BlobStats) -> Tuple[BlobScale, int]:
+    """The blob's scale by its method, with stand-ins for channels that never saw data, and
+    the number of such channels."""
+    scale, zero_point = blob_method(stats.config.method).scales(stats)
+    valid = stats.range.valid
+    empty = int(np.count_nonzero(~(valid & (scale > 0))))
+    return BlobScale(_stand_in(scale, valid), np.where(valid, zero_point, 0).astype(np.int8)), empty
 
 
-def empty_blob_warnings(scales: Dict[str, BlobScale]) -> List[Tuple[str, int, int]]:
-    """(blob, empty channels, channels) for every blob with channels that never saw data."""
-    return [(blob, s.empty, s.scale.size) for blob, s in scales.items() if s.empty]
+class ComputeScales(Pass):
+    """Every observed blob's scale from its statistics by its method; a warning for blobs with
+    channels that were zero on every input."""
+
+    name = "scales"
+    stage = RANGES
+
+    def apply(self, state: QuantState) -> None:
+        task = "computing scales"
+        total = len(state.plan.blobs)
+        for done, blob in enumerate(state.plan.blobs, 1):
+            state.scales[blob], empty = scale_of(blob_stats(state.plan, state.statistics, blob))
+            if empty:
+                channels = state.scales[blob].scale.size
+                what = "was zero on every input" if empty == channels else \
+                    f"has {empty} of {channels} channels that were zero on every input"
+                state.emit(Notice(f"blob '{blob}' {what}; those get a stand-in scale"))
+            state.emit(Progress(task, done, total))
+        state.emit(TaskDone(task))

@@ -1,21 +1,27 @@
-"""quantization_cmd: TNN's command, flags and methods, with an honest report at the end."""
+"""quantization_cmd: TNN's command, flags and methods, with an honest report at the end.
+
+The command only turns flags into a config and samples, calls the library's `quantize`, and
+prints; everything else is in the library.
+"""
 from __future__ import annotations
 
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import click
 
 import tnnformat
 from tnnformat import TnnFormatError
 
-from .blob_methods import BLOB_METHODS
-from .cli_support import (BATCH, NumberChoice, Samples, check_writable, model_input,
-                          preprocessing_options)
+from .cli_support import (ALL_INPUTS, NumberChoice, ProgressRenderer, Samples, check_writable,
+                          model_inputs, preprocessing_options)
+from .config import (MAX_BITS, MIN_BITS, TNN_BLOB_METHODS, TNN_MERGE_TYPES, TNN_WEIGHT_METHODS,
+                     ConfigError, QuantConfig, apply_changes, float_layers_override, from_tnn_flags,
+                     load_json)
 from .inputs import SUFFIXES, list_input_files
-from .weight_methods import WEIGHT_METHODS
 
 #: The comparison holds a batch's float blobs while the int8 model runs: small batches, small memory.
 COMPARE_BATCH = 2
@@ -24,18 +30,12 @@ MERGE_TYPES = {0: "per-channel: blobs and weights per channel",
                2: "per-tensor: blobs and weights per tensor"}
 
 
-def _method_help(methods) -> str:
-    return "; ".join(f"{k}: {m.name} ({m.help})" for k, m in methods.items())
+def _method_help(numbers: Dict[int, str], kind: str) -> str:
+    from .blob_methods import BLOB_METHODS
+    from .weight_methods import WEIGHT_METHODS
 
-
-def usable_samples(input_path: str, input_name: str, shape, prep) -> Samples:
-    """The folder's readable inputs (unreadable ones are skipped with a warning)."""
-    files = calibration_files(input_path)
-    samples = Samples(files, input_name, shape, prep)
-    samples.screen()
-    if not samples.files:
-        raise click.ClickException(f"none of the {len(files)} files in '{input_path}' could be used")
-    return samples
+    methods = BLOB_METHODS if kind == "blob" else WEIGHT_METHODS
+    return "; ".join(f"{k}: {name} ({methods[name].help})" for k, name in numbers.items())
 
 
 def check_report_writable(path: str) -> None:
@@ -44,47 +44,140 @@ def check_report_writable(path: str) -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise click.UsageError("--report needs matplotlib: pip install \"tnn-quantization[report]\"") from None
+    check_file_writable(path, "'--report'")
+
+
+def check_file_writable(path: str, flag: str) -> None:
     folder = Path(path).resolve().parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise click.BadParameter(f"cannot write '{path}'", param_hint="'--report'")
+    if Path(path).is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise click.BadParameter(f"cannot write '{path}'", param_hint=flag)
 
 
-def calibration_files(input_path: str) -> list:
-    """The folder's calibration files; a one-line error if there are none."""
-    folder = Path(input_path)
+def calibration_files(folder: Path) -> List[Path]:
+    """The folder's input files; a one-line error if there are none."""
     if not folder.is_dir():
-        raise click.ClickException(f"input folder '{input_path}' does not exist")
+        raise click.ClickException(f"input folder '{folder}' does not exist")
     try:
         files = list_input_files(folder)
     except OSError as exc:
-        raise click.ClickException(f"cannot read input folder '{input_path}': {exc.strerror}") from None
+        raise click.ClickException(f"cannot read input folder '{folder}': {exc.strerror}") from None
     if not files:
-        raise click.ClickException(f"no calibration files ({' '.join(SUFFIXES)}) in '{input_path}'")
+        raise click.ClickException(f"no calibration files ({' '.join(SUFFIXES)}) in '{folder}'")
     return files
+
+
+def input_items(values: Sequence[str], inputs: Dict[str, tuple], flag: str) -> List[Dict[str, Path]]:
+    """`-i folder` (one input, or .npz files holding every input) or `-i name=folder` once per
+    input; files of several folders are paired in sorted order."""
+    named = [v.partition("=") for v in values]
+    if len(values) == 1 and not named[0][1]:
+        files = calibration_files(Path(values[0]))
+        npz = [f for f in files if f.suffix.lower() == ".npz"]
+        if len(inputs) > 1 or npz:
+            if len(npz) != len(files) and len(inputs) > 1:
+                raise click.BadParameter(f"the model has {len(inputs)} inputs ({', '.join(inputs)}): give .npz "
+                                         "files holding one array per input, or -i name=folder for each",
+                                         param_hint=flag)
+            return [{ALL_INPUTS: f} if f.suffix.lower() == ".npz" else {next(iter(inputs)): f} for f in files]
+        return [{next(iter(inputs)): f} for f in files]
+    folders: Dict[str, Path] = {}
+    for value, (name, sep, folder) in zip(values, named):
+        if not sep or not name or not folder:
+            raise click.BadParameter(f"'{value}': with several -i, each is name=folder", param_hint=flag)
+        if name not in inputs:
+            raise click.BadParameter(f"'{name}' is not an input of the model ({', '.join(inputs)})", param_hint=flag)
+        if name in folders:
+            raise click.BadParameter(f"input '{name}' is given twice", param_hint=flag)
+        folders[name] = Path(folder)
+    missing = [name for name in inputs if name not in folders]
+    if missing:
+        raise click.BadParameter(f"no folder for input '{missing[0]}'", param_hint=flag)
+    files = {name: calibration_files(folder) for name, folder in folders.items()}
+    counts = {name: len(f) for name, f in files.items()}
+    if len(set(counts.values())) > 1:
+        raise click.BadParameter("the folders hold different numbers of files ("
+                                 + ", ".join(f"{n}: {c}" for n, c in counts.items()) + "); they are paired in "
+                                 "sorted order", param_hint=flag)
+    return [{name: files[name][k] for name in inputs} for k in range(next(iter(counts.values())))]
+
+
+def usable_samples(values: Sequence[str], inputs: Dict[str, tuple], prep, flag: str, size: int) -> Samples:
+    """The readable inputs (unreadable ones are skipped with a warning)."""
+    items = input_items(values, inputs, flag)
+    samples = Samples(items, inputs, prep, size)
+    samples.screen()
+    if not samples.items:
+        raise click.ClickException(f"none of the {len(items)} files in '{', '.join(values)}' could be used")
+    return samples
+
+
+def build_config(blob_method: int, weight_method: int, merge_type: int, config_file: Optional[str],
+                 float_layers: Optional[str], weight_bits: Optional[int], blob_bits: Optional[int]) -> QuantConfig:
+    """TNN's flags, then the config file, then the flags that override both."""
+    config = from_tnn_flags(blob_method, weight_method, merge_type)
+    if config_file:
+        config = load_json(config_file, config)
+    if weight_bits is not None:
+        config = QuantConfig(config.activations, apply_changes(config.weights, {"bits": weight_bits}, "--weight_bits"),
+                             config.overrides)
+    if blob_bits is not None:
+        config = QuantConfig(apply_changes(config.activations, {"bits": blob_bits}, "--blob_bits"), config.weights,
+                             config.overrides)
+    if float_layers:
+        patterns = tuple(p.strip() for p in float_layers.split(",") if p.strip())
+        if not patterns:
+            raise click.BadParameter("give layer names, globs or layer types", param_hint="'--float_layers'")
+        config = config.with_overrides(float_layers_override(patterns))
+    return config.check()
+
+
+def describe(config: QuantConfig, merge_type: int, float_count: int) -> str:
+    parts = [f"{config.activations.method} blobs", f"{config.weights.weight_method} weights",
+             MERGE_TYPES[merge_type]]
+    if config.weights.bits != 8 or config.activations.bits != 8:
+        parts.append(f"{config.weights.bits}-bit weights, {config.activations.bits}-bit blobs")
+    if float_count:
+        parts.append(f"{float_count} layer{'s' if float_count != 1 else ''} kept float")
+    return ", ".join(parts)
+
+
+BITS = click.IntRange(MIN_BITS, MAX_BITS)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-p", "--proto", required=True, type=click.Path(dir_okay=False), help="TNN proto file (.tnnproto).")
 @click.option("-m", "--model", required=True, type=click.Path(dir_okay=False), help="TNN model file (.tnnmodel).")
-@click.option("-i", "--input_path", required=True, type=click.Path(file_okay=False),
-              help=f"Folder of calibration inputs: {' '.join(SUFFIXES)} (any letter case).")
-@click.option("-b", "--blob_method", default=0, show_default=True, type=NumberChoice(
-    {k: m.name for k, m in BLOB_METHODS.items()}), help="Blob method. " + _method_help(BLOB_METHODS))
-@click.option("-w", "--weight_method", default=0, show_default=True, type=NumberChoice(
-    {k: m.name for k, m in WEIGHT_METHODS.items()}), help="Weight method. " + _method_help(WEIGHT_METHODS))
+@click.option("-i", "--input_path", multiple=True,
+              help=f"Folder of calibration inputs: {' '.join(SUFFIXES)} (any letter case); .npz files hold "
+                   "one array per input name. For a model with several inputs, also -i name=folder per input.")
+@click.option("-b", "--blob_method", default=0, show_default=True, type=NumberChoice(TNN_BLOB_METHODS),
+              help="Blob method. " + _method_help(TNN_BLOB_METHODS, "blob"))
+@click.option("-w", "--weight_method", default=0, show_default=True, type=NumberChoice(TNN_WEIGHT_METHODS),
+              help="Weight method. " + _method_help(TNN_WEIGHT_METHODS, "weight"))
 @preprocessing_options
 @click.option("-t", "--merge_type", default=0, show_default=True, type=NumberChoice(
     {k: v.split(":")[0] for k, v in MERGE_TYPES.items()}),
     help="Granularity. " + "; ".join(f"{k}: {v}" for k, v in MERGE_TYPES.items()))
 @click.option("-o", "--output", default="model_quantized", show_default=True,
               help="Output name: writes <output>.tnnproto and <output>.tnnmodel.")
-@click.option("--eval_path", type=click.Path(file_okay=False),
-              help="Folder of held-out inputs for the int8-vs-float table (default: the calibration inputs).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="JSON config: defaults and per-layer/blob overrides (see the README).")
+@click.option("--float_layers", help="Comma-separated layer names, globs or layer types to keep float.")
+@click.option("--weight_bits", type=BITS, help="Bits of the weights (2-8; TNN stores them as int8).")
+@click.option("--blob_bits", type=BITS,
+              help="Bits of the blobs (2-8; below 8 simulated by our interpreter only: TNN's runtime clamps at 8).")
+@click.option("--dump_table", type=click.Path(dir_okay=False), help="Write the calibration table (text) here.")
+@click.option("--load_table", type=click.Path(dir_okay=False),
+              help="Quantize from this calibration table; no calibration inputs needed.")
+@click.option("--encodings", type=click.Path(dir_okay=False), help="Write AIMET-style JSON encodings here.")
+@click.option("--eval_path", multiple=True,
+              help="Held-out inputs for the int8-vs-float table, given as -i is (default: the calibration inputs).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write an HTML report: the table and every observed blob's histogram with its thresholds.")
 @click.option("--skip_fidelity", is_flag=True, help="Do not run the int8-vs-float comparison.")
-def main(proto, model, input_path, blob_method, weight_method, reverse_channel, bias, scale,
-         merge_type, output, eval_path, report_path, skip_fidelity):
+def main(proto, model, input_path, blob_method, weight_method, reverse_channel, bias, scale, merge_type,
+         output, config_file, float_layers, weight_bits, blob_bits, dump_table, load_table, encodings,
+         eval_path, report_path, skip_fidelity):
     """Quantize a float TNN model to int8, calibrated on a folder of images or tensors.
 
     Same flags, methods and output format as TNN's quantization_cmd; the int8 model loads
@@ -92,55 +185,76 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     and prints how far each quantized blob drifts, worst first.
     """
     from kernels import KernelError
-    from kernels.shapes import infer_shapes
 
-    from .calibrate import collect_statistics, compute_scales, empty_blob_warnings
-    from .fidelity import measure
-    from .plan import make_plan
-    from .quantize import quantize_net, weighted_layers
+    from .api import prepare, quantize
     from .report import format_table, write_html
+    from .table import dump_table as write_table, table_header, write_encodings
 
     started = time.perf_counter()
     out_proto, out_model = check_writable(output)
     if report_path is not None:
         check_report_writable(report_path)
+    for path, flag in ((dump_table, "'--dump_table'"), (encodings, "'--encodings'")):
+        if path is not None:
+            check_file_writable(path, flag)
+    if not input_path and load_table is None:
+        raise click.UsageError("give the calibration inputs with -i (or a table with --load_table)")
+    if not input_path and report_path is not None:
+        raise click.UsageError("--report shows the calibration histograms: it needs -i")
     try:
         net = tnnformat.load(proto, model)
-    except TnnFormatError as exc:
+        config = build_config(blob_method, weight_method, merge_type, config_file, float_layers,
+                              weight_bits, blob_bits)
+        prepare(net, config, load_table)  # the config and table fit the model, before any data is read
+    except (TnnFormatError, KernelError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
-    input_name, shape, prep = model_input(net, reverse_channel, bias, scale)
-    samples = usable_samples(input_path, input_name, shape, prep)
-    held_out = usable_samples(eval_path, input_name, shape, prep) if eval_path and not skip_fidelity else None
+    inputs, prep = model_inputs(net, reverse_channel, bias, scale)
+    samples = usable_samples(input_path, inputs, prep, "'-i' / '--input_path'", 8) if input_path else None
+    check_source = None
+    if not skip_fidelity:
+        if eval_path:
+            check_source = usable_samples(eval_path, inputs, prep, "'--eval_path'", COMPARE_BATCH)
+        elif samples is not None:
+            check_source = samples.rebatched(COMPARE_BATCH)
+        else:
+            raise click.UsageError("with --load_table and no -i, give --eval_path or --skip_fidelity")
 
+    events = ProgressRenderer()
     try:
-        shapes = infer_shapes(net, {input_name: (BATCH,) + tuple(shape[1:])})
-        plan = make_plan(net, blob_method, merge_type in (1, 2), shapes)
-        stats = collect_statistics(plan, shapes, samples.batches, all_histograms=report_path is not None)
-        with click.progressbar(length=len(stats), label="computing scales", file=sys.stderr) as bar:
-            scales = compute_scales(stats, done=bar.update)
-        with click.progressbar(length=weighted_layers(plan), label="quantizing weights", file=sys.stderr) as bar:
-            quantized, count = quantize_net(net, plan, scales, weight_method, merge_type == 2, done=bar.update)
-        tnnformat.save(quantized, out_proto, out_model)
-        fidelity = None if skip_fidelity else measure(plan.net, quantized, (held_out or samples).batches(
-            "comparing int8 with float", size=COMPARE_BATCH))
-    except (TnnFormatError, KernelError) as exc:
+        result = quantize(net, samples, config, table=load_table, histograms=report_path is not None,
+                          fidelity_samples=check_source, on_event=events)
+        result.save(str(out_proto)[:-len(".tnnproto")])
+        events.close()
+        if dump_table:
+            source = f"{samples.count} samples from {', '.join(input_path)}" if samples else f"table {load_table}"
+            write_table(dump_table, result, table_header(str(proto), source, " ".join(sys.argv[1:])))
+        if encodings:
+            write_encodings(encodings, result)
+    except (TnnFormatError, KernelError, ConfigError) as exc:
+        events.close()
         raise click.ClickException(str(exc)) from None
 
-    for blob, empty, total in empty_blob_warnings(scales):
-        what = "was zero on every input" if empty == total else f"has {empty} of {total} channels that were zero on every input"
-        click.echo(f"warning: blob '{blob}' {what}; those get a stand-in scale", err=True)
+    plan, fidelity = result.plan, result.fidelity
     if fidelity is not None:
-        source = f"held-out inputs in {eval_path}" if held_out else "the calibration inputs"
+        source = f"held-out inputs in {', '.join(eval_path)}" if eval_path else "the calibration inputs"
         click.echo(f"int8 against float on {source}, worst blob first:")
         click.echo(format_table(fidelity))
         if report_path is not None:
-            write_html(report_path, f"int8 fidelity of {Path(proto).name}", fidelity, stats, scales)
+            write_html(report_path, f"int8 fidelity of {Path(proto).name}", fidelity, result.statistics,
+                       result.scales, plan)
             click.echo(f"report: {report_path}")
-    click.echo(f"quantized {count} of {len(plan.net.layers)} layers "
-               f"({BLOB_METHODS[blob_method].name} blobs, {WEIGHT_METHODS[weight_method].name} weights, "
-               f"{MERGE_TYPES[merge_type]})")
-    click.echo(f"inputs: {samples.count} samples from {len(samples.files)} files, "
-               f"{len(samples.skipped)} skipped")
+    if plan.float_layers:
+        click.echo(f"kept float: {', '.join(plan.float_layers)}")
+    click.echo(f"quantized {len(plan.quantized)} of {len(plan.net.layers)} layers "
+               f"({describe(config, merge_type, len(plan.float_layers))})")
+    if samples is not None:
+        click.echo(f"inputs: {samples.count} samples from {len(samples.items)} files, "
+                   f"{len(samples.skipped)} skipped")
+    else:
+        click.echo(f"scales: from the table {load_table}")
+    for path in (dump_table, encodings):
+        if path:
+            click.echo(f"wrote {path}")
     click.echo(f"wrote {out_proto} and {out_model} in {time.perf_counter() - started:.1f} s")
 
 

@@ -1,5 +1,5 @@
-"""Pieces both commands share: option types, the preprocessing flags, input checks and
-the calibration/evaluation sample stream with its progress bar."""
+"""Pieces both commands share: option types, the preprocessing flags, input checks, the
+calibration/evaluation sample stream, and the rendering of the core's events."""
 from __future__ import annotations
 
 import sys
@@ -12,9 +12,9 @@ import numpy as np
 
 from tnnformat import Net
 
-from .inputs import InputFileError, Preprocess, read_input_file
-
-BATCH = 8  # samples per forward pass: statistics do not depend on it, speed does
+from .events import Event, Notice, Progress, TaskDone
+from .inputs import InputFileError, Preprocess, read_input_file, read_npz
+from .pipeline import BATCH
 
 
 class NumberChoice(click.ParamType):
@@ -69,7 +69,7 @@ def check_writable(prefix: str) -> Tuple[Path, Path]:
 def single_input(net: Net) -> Tuple[str, Tuple[int, ...]]:
     if len(net.inputs) != 1:
         raise click.ClickException(f"the model has {len(net.inputs)} inputs ({', '.join(net.inputs)}); "
-                                   "quantization_cmd calibrates models with one input")
+                                   "this command takes models with one input")
     name, shape = next(iter(net.inputs.items()))
     return name, tuple(shape)
 
@@ -80,51 +80,115 @@ def check_channels(values: Tuple[float, ...], channels: int, flag: str, input_na
                                  f"{channels} channels", param_hint=flag)
 
 
+#: One sample source item: the file of each input (a .npz file gives every input at once).
+Item = Dict[str, Path]
+ALL_INPUTS = "*"
+
+
 class Samples:
-    """The usable calibration files, read again for each pass and grouped into batches."""
+    """The usable calibration items, read again for each pass and grouped into batches of
+    about `size` samples. Iterating yields model inputs; `batches` says how many."""
 
-    def __init__(self, files: List[Path], input_name: str, shape: Sequence[int], prep: Preprocess):
-        self.files, self.input_name, self.shape, self.prep = files, input_name, shape, prep
+    def __init__(self, items: List[Item], inputs: Dict[str, Tuple[int, ...]], prep: Preprocess,
+                 size: int = BATCH):
+        self.items, self.inputs, self.prep, self.size = items, inputs, prep, size
         self.skipped: List[Tuple[Path, str]] = []
+        self.sizes: List[int] = []
         self.count = 0
+        self.batches: Optional[int] = None
 
-    def _read(self, path: Path) -> Optional[np.ndarray]:
+    @property
+    def files(self) -> List[Path]:
+        return [path for item in self.items for path in item.values()]
+
+    def _read(self, item: Item) -> Optional[Dict[str, np.ndarray]]:
+        path = next(iter(item.values()))
         try:
-            return read_input_file(path, self.shape, self.prep)
+            if ALL_INPUTS in item:
+                return read_npz(path, self.inputs)
+            arrays = {}
+            for name, path in item.items():
+                arrays[name] = read_input_file(path, self.inputs[name], self.prep)
+            counts = {len(a) for a in arrays.values()}
+            if len(counts) > 1:
+                raise InputFileError(f"the inputs' files hold different numbers of samples ({sorted(counts)})")
+            return arrays
         except InputFileError as exc:
             self.skipped.append((path, str(exc)))
             click.echo(f"warning: skipping {path}: {exc}", err=True)
             return None
 
     def screen(self) -> None:
-        """Read every file once, dropping (with a warning) those that cannot be used."""
-        usable = []
-        with click.progressbar(self.files, label="reading inputs", file=sys.stderr) as files:
-            for path in files:
-                batch = self._read(path)
-                if batch is not None:
-                    usable.append(path)
-                    self.count += batch.shape[0]
-        self.files = usable
+        """Read every item once, dropping (with a warning) those that cannot be used."""
+        usable, sizes = [], []
+        with click.progressbar(self.items, label="reading inputs", file=sys.stderr) as items:
+            for item in items:
+                arrays = self._read(item)
+                if arrays is not None:
+                    usable.append(item)
+                    sizes.append(len(next(iter(arrays.values()))))
+        self.items, self.sizes, self.count = usable, sizes, sum(sizes)
+        self.batches = len(self._groups(sizes))
 
-    def each_file(self, label: str) -> Iterator[Tuple[Path, np.ndarray]]:
-        """(file, its samples) for every usable file, under a progress bar."""
-        with click.progressbar(self.files, label=label, file=sys.stderr) as files:
-            for path in files:
-                batch = self._read(path)
-                if batch is not None:
-                    yield path, batch
+    def rebatched(self, size: int) -> "Samples":
+        """The same screened items in batches of about `size` samples."""
+        other = Samples(self.items, self.inputs, self.prep, size)
+        other.sizes, other.count = self.sizes, self.count
+        other.batches = len(other._groups(self.sizes))
+        return other
 
-    def batches(self, label: str, size: int = BATCH) -> Iterator[Dict[str, np.ndarray]]:
-        """Model inputs of about `size` samples each, over every usable file."""
-        pending: List[np.ndarray] = []
-        for _, batch in self.each_file(label):
-            pending.append(batch)
-            if sum(b.shape[0] for b in pending) >= size:
-                yield {self.input_name: np.concatenate(pending)}
+    def _groups(self, sizes: List[int]) -> List[int]:
+        """How many items each batch takes, given each item's sample count."""
+        groups, pending, taken = [], 0, 0
+        for size in sizes:
+            pending, taken = pending + size, taken + 1
+            if pending >= self.size:
+                groups.append(taken)
+                pending, taken = 0, 0
+        return groups + ([taken] if taken else [])
+
+    def each_item(self) -> Iterator[Tuple[Item, Dict[str, np.ndarray]]]:
+        for item in self.items:
+            arrays = self._read(item)
+            if arrays is not None:
+                yield item, arrays
+
+    def __iter__(self) -> Iterator[Dict[str, np.ndarray]]:
+        pending: List[Dict[str, np.ndarray]] = []
+        for _, arrays in self.each_item():
+            pending.append(arrays)
+            if sum(len(next(iter(a.values()))) for a in pending) >= self.size:
+                yield {name: np.concatenate([a[name] for a in pending]) for name in self.inputs}
                 pending = []
         if pending:
-            yield {self.input_name: np.concatenate(pending)}
+            yield {name: np.concatenate([a[name] for a in pending]) for name in self.inputs}
+
+
+class ProgressRenderer:
+    """Renders the core's events: a progress bar per task on stderr, warnings as lines."""
+
+    def __init__(self):
+        self.bars: Dict[str, object] = {}
+        self.done: Dict[str, int] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Notice):
+            click.echo(f"warning: {event.message}", err=True)
+        elif isinstance(event, Progress):
+            bar = self.bars.get(event.task)
+            if bar is None:
+                bar = click.progressbar(length=max(event.total or 1, 1), label=event.task, file=sys.stderr)
+                bar.__enter__()
+                self.bars[event.task], self.done[event.task] = bar, 0
+            bar.update(event.done - self.done[event.task])
+            self.done[event.task] = event.done
+        elif isinstance(event, TaskDone) and event.task in self.bars:
+            self.bars.pop(event.task).__exit__(None, None, None)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.__exit__(None, None, None)
+        self.bars.clear()
 
 
 def preprocessing_options(command: Callable) -> Callable:
@@ -142,10 +206,20 @@ def preprocessing_options(command: Callable) -> Callable:
 def model_input(net: Net, reverse_channel: int, bias: Tuple[float, ...],
                 scale: Tuple[float, ...]) -> Tuple[str, Tuple[int, ...], Preprocess]:
     """The model's single input, its shape and the checked preprocessing."""
-    name, shape = single_input(net)
-    channels = shape[1] if len(shape) > 1 else 1
-    check_channels(bias, channels, "'-n' / '--bias'", name)
-    check_channels(scale, channels, "'-s' / '--scale'", name)
-    return name, shape, Preprocess(bool(reverse_channel), bias, scale)
+    single_input(net)
+    inputs, prep = model_inputs(net, reverse_channel, bias, scale)
+    name, shape = next(iter(inputs.items()))
+    return name, shape, prep
+
+
+def model_inputs(net: Net, reverse_channel: int, bias: Tuple[float, ...],
+                 scale: Tuple[float, ...]) -> Tuple[Dict[str, Tuple[int, ...]], Preprocess]:
+    """Every input's shape and the preprocessing, checked against each image-shaped input."""
+    inputs = {name: tuple(shape) for name, shape in net.inputs.items()}
+    for name, shape in inputs.items():
+        if len(shape) == 4:
+            check_channels(bias, shape[1], "'-n' / '--bias'", name)
+            check_channels(scale, shape[1], "'-s' / '--scale'", name)
+    return inputs, Preprocess(bool(reverse_channel), bias, scale)
 
 

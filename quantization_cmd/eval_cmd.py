@@ -102,12 +102,14 @@ def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias,
         raise click.ClickException(f"no images ({' '.join(IMAGE_SUFFIXES)}) in '{input_path}'")
     labels = labels_from_file(Path(ground_truth), files) if ground_truth else labels_from_synsets(Path(synsets), files)
 
-    samples = Samples(files, input_name, shape, prep)
+    samples = Samples([{input_name: f} for f in files], {input_name: shape}, prep)
     scores, truth = [], []
-    for path, batch in samples.each_file("evaluating"):
-        output = next(iter(interpreter.forward({input_name: batch}).values()))
-        scores.append(output.reshape(output.shape[0], -1))
-        truth.extend([labels[path.name]] * output.shape[0])
+    with click.progressbar(length=len(files), label="evaluating", file=sys.stderr) as bar:
+        for item, arrays in samples.each_item():
+            output = next(iter(interpreter.forward(arrays).values()))
+            scores.append(output.reshape(output.shape[0], -1))
+            truth.extend([labels[item[input_name].name]] * output.shape[0])
+            bar.update(1)
     if not scores:
         raise click.ClickException(f"none of the {len(files)} images in '{input_path}' could be read")
     result = accuracy(np.concatenate(scores), np.array(truth))

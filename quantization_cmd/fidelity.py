@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
 from kernels import Interpreter
 from tnnformat import Net
+
+from .events import Listener, Progress, TaskDone, ignore
 
 
 @dataclass
@@ -70,21 +72,37 @@ def _class_scores(value: np.ndarray) -> Optional[np.ndarray]:
     return flat if squeezable and flat.shape[1] >= 2 else None
 
 
-def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarray]]) -> Fidelity:
-    """Run both models on every batch and compare each int8 blob with its float value (blobs
-    that TNN's runtime fuses away, such as a convolution's output before a fused Add, do not
-    exist in the int8 run and are not listed)."""
-    float_run, int8_run = Interpreter(float_net), Interpreter(int8_net)
+FLOAT_MARK = "(float)"
+
+
+def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarray]],
+            activation_bits: Optional[Dict[str, int]] = None, float_layers: Sequence[str] = (),
+            emit: Listener = ignore) -> Fidelity:
+    """Run both models on every batch and compare each int8 blob, and each output of a layer
+    the config kept float, with its float value (blobs that TNN's runtime fuses away, such as
+    a convolution's output before a fused Add, do not exist in the int8 run and are not
+    listed). `activation_bits` simulates blobs below 8 bits. Float layers are marked."""
+    float_run, int8_run = Interpreter(float_net), Interpreter(int8_net, activation_bits=activation_bits)
     runtime_layers = int8_run.net.layers
     producers = {blob: layer for layer in runtime_layers for blob in layer.outputs}
-    compared = [blob for layer in runtime_layers if layer.quantized for blob in layer.outputs]
+    kept_float = set(float_layers)
+    compared = [blob for layer in runtime_layers if layer.quantized or layer.name in kept_float
+                for blob in layer.outputs]
     compared = [b for b in dict.fromkeys(compared) if b not in int8_net.outputs]
-    errors = {b: BlobError(b, producers[b].name) for b in compared}
+
+    def label(blob: str) -> str:
+        name = producers[blob].name
+        return name + FLOAT_MARK if name in kept_float else name
+
+    errors = {b: BlobError(b, label(b)) for b in compared}
     outputs = {b: BlobError(b, producers[b].name if b in producers else "") for b in int8_net.outputs}
     result = Fidelity(list(errors.values()), list(outputs.values()))
     first_output = int8_net.outputs[0]
     agree: Optional[int] = 0
-    for batch in batches:
+    task = "comparing int8 with float"
+    total = getattr(batches, "batches", None)
+    emit(Progress(task, 0, total))
+    for done, batch in enumerate(batches, 1):
         reference: Dict[str, np.ndarray] = {}
 
         def keep(layer, blob: str, value: np.ndarray) -> None:
@@ -105,5 +123,7 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
         else:
             agree += int(np.sum(scores.argmax(1) == _class_scores(got[first_output]).argmax(1)))
         result.samples += next(iter(batch.values())).shape[0]
+        emit(Progress(task, done, total))
+    emit(TaskDone(task))
     result.top1_agree = agree
     return result

@@ -4,19 +4,20 @@ Mirrors TNN's tools/common/file_reader.cc: images are decoded with the model's c
 resized to the input's H x W when they differ, optionally reversed to BGR, then
 `(x - bias[c]) * scale[c]` per channel of the model. `.txt` files hold raw NCHW floats (no
 preprocessing, as in TNN). Unlike TNN we also read `.npy` (TNN lists but cannot read them),
-accept 16-bit and palette images explicitly, and reject short or non-numeric text files
-instead of leaving stale values in the input.
+accept 16-bit and palette images explicitly, reject short or non-numeric text files
+instead of leaving stale values in the input, and read `.npz` files holding one array per
+input name (models with several inputs; TNN's tool fills only the first).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-SUFFIXES = IMAGE_SUFFIXES + (".txt", ".npy")
+SUFFIXES = IMAGE_SUFFIXES + (".txt", ".npy", ".npz")
 
 
 class InputFileError(ValueError):
@@ -107,17 +108,47 @@ def read_text(path: Path, shape: Sequence[int]) -> np.ndarray:
     return _samples(values, shape, "the file")
 
 
-def read_npy(path: Path, shape: Sequence[int]) -> np.ndarray:
+def _checked_array(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """An array of the input's shape, or of its shape without (or with another) batch."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise InputFileError(f"not a readable .npy file ({exc})") from None
+    if not isinstance(array, np.ndarray):
+        raise InputFileError("holds an archive of arrays (.npz), not one array")
     if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
         raise InputFileError(f"holds {array.dtype} data, not real numbers")
     if tuple(array.shape[-len(shape) + 1:]) != tuple(shape[1:]) or array.ndim not in (len(shape) - 1, len(shape)):
         raise InputFileError(f"has shape {array.shape}; the input needs {tuple(shape)} (any batch)")
     return _samples(array, shape, "the array")
+
+
+def read_npy(path: Path, shape: Sequence[int]) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputFileError(f"not a readable .npy file ({exc})") from None
+    return _checked_array(array, shape)
+
+
+def read_npz(path: Path, inputs: Mapping[str, Sequence[int]]) -> Dict[str, np.ndarray]:
+    """One array per model input, by input name, all with the same number of samples."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not hasattr(archive, "files"):
+                raise InputFileError("not a .npz archive of arrays")
+            missing = [name for name in inputs if name not in archive.files]
+            if missing:
+                raise InputFileError(f"has no array for input '{missing[0]}' (it holds "
+                                     f"{', '.join(archive.files) or 'nothing'})")
+            arrays = {}
+            for name, shape in inputs.items():
+                try:
+                    arrays[name] = _checked_array(archive[name], shape)
+                except InputFileError as exc:
+                    raise InputFileError(f"input '{name}' {exc}") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputFileError(f"not a readable .npz file ({exc})") from None
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) > 1:
+        raise InputFileError(f"its arrays hold different numbers of samples ({sorted(counts)})")
+    return arrays
 
 
 def read_input_file(path: Path, shape: Sequence[int], prep: Preprocess) -> np.ndarray:
@@ -127,6 +158,8 @@ def read_input_file(path: Path, shape: Sequence[int], prep: Preprocess) -> np.nd
         return read_text(path, shape)
     if suffix == ".npy":
         return read_npy(path, shape)
+    if suffix == ".npz":
+        raise InputFileError("a .npz file gives every input at once; read it with read_npz")
     if len(shape) != 4:
         raise InputFileError(f"images need an NCHW input; the model's input is {tuple(shape)}")
     return read_image(path, shape, prep)

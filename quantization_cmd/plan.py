@@ -6,44 +6,58 @@ rewrites (a ReLU that follows a convolution is fused into it), then:
     operand: that stays float);
   * walks the layers in order: a ReLU or a max Pooling whose producer is quantized becomes
     quantized too, and its input blob takes its output blob's scale, so the int8 values pass
-    through unchanged; the rule repeats upward through chains of such layers.
-Everything here depends only on the graph, so calibration observes only the blobs whose
-statistics end up in the model (TNN observes every input and output of those layer types).
+    through unchanged; the rule repeats upward through chains of such layers;
+  * quantizes the blobs around an InnerProduct per tensor, calibrates the network input by
+    MIN_MAX, and falls back to MIN_MAX for blobs of fewer than 100 values per channel
+    (unless the method says otherwise).
+On top of that the config is resolved here, once: layers kept float, per-layer weight
+settings and per-blob settings from the overrides. An override that names a blob's method
+explicitly wins over TNN's fallbacks. Everything depends only on the graph, so calibration
+observes only the blobs whose statistics end up in the model.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Set
+from fnmatch import fnmatchcase
+from typing import Dict, List, Optional, Set, Tuple
 
-from kernels.tnn_optimizer import fuse_conv_activation
+from kernels import runtime_graph
 from tnnformat import Layer, Net
 
-from .blob_methods import ASY_MIN_MAX, MIN_MAX
+from .blob_methods import blob_method
+from .config import BlobConfig, ConfigError, LayerConfig, Override, QuantConfig, apply_changes
 
 QUANTIZABLE = ("Convolution", "InnerProduct", "Concat", "Add")
+WEIGHTED = ("Convolution", "InnerProduct")
 SCALE_MERGING = ("ReLU", "Pooling")
-#: TNN estimates a scale from the data only for blobs with at least this many values per
-#: channel (H x W); smaller ones fall back to MIN_MAX (except with ASY_MIN_MAX).
 MIN_SPATIAL = 100
 
 
 @dataclass
 class Plan:
-    """The fused graph, the layers that become int8, and the scale source of every blob."""
+    """The runtime graph, the layers that become int8 (with their weight settings), the layers
+    the config keeps float, and the scale source and settings of every observed blob."""
 
     net: Net
     quantized: Set[str]
     scale_source: Dict[str, str]
-    per_tensor: Set[str] = field(default_factory=set)
-    methods: Dict[str, int] = field(default_factory=dict)
+    blobs: Dict[str, BlobConfig] = field(default_factory=dict)
+    layers: Dict[str, LayerConfig] = field(default_factory=dict)
+    float_layers: List[str] = field(default_factory=list)
+    shapes: Dict[str, tuple] = field(default_factory=dict)
 
     @property
     def observed(self) -> List[str]:
         """Blobs whose statistics are needed, in first-use order."""
-        seen: Dict[str, None] = {}
-        for source in self.scale_source.values():
-            seen.setdefault(source)
-        return list(seen)
+        return list(dict.fromkeys(self.scale_source.values()))
+
+    @property
+    def weighted(self) -> List[str]:
+        """Quantized layers that get integer weights, in layer order."""
+        return [layer.name for layer in self.net.layers if layer.name in self.layers]
+
+    def sample_shape(self, blob: str) -> Tuple[int, ...]:
+        return tuple(self.shapes[blob][1:])
 
 
 def _producers(net: Net) -> Dict[str, Layer]:
@@ -66,15 +80,83 @@ def _merges_scale(layer: Layer) -> bool:
     return not (layer.type == "Pooling" and layer.params.get("pool_type") == 1)
 
 
-def make_plan(float_net: Net, blob_method: int, per_tensor_blobs: bool,
-              shapes: Dict[str, tuple]) -> Plan:
-    """Plan the quantization of `float_net`; `shapes` gives every blob's shape (batch first)."""
-    net = fuse_conv_activation(float_net)
-    quantized = {layer.name for layer in net.layers if _is_quantizable(layer, net)}
+class _Scopes:
+    """Matches overrides against the model, remembering which patterns matched something."""
+
+    def __init__(self, net: Net):
+        self.net = net
+        self.types = {layer.type for layer in net.layers}
+        self.matched: Set[Tuple[int, str]] = set()
+
+    def layer(self, index: int, o: Override, layer: Layer) -> bool:
+        hit = False
+        for pattern in o.layers:
+            if fnmatchcase(layer.name, pattern):
+                self.matched.add((index, pattern))
+                hit = True
+        for pattern in o.types:
+            if layer.type == pattern or layer.type_str == pattern:
+                self.matched.add((index, pattern))
+                hit = True
+        return hit
+
+    def blob(self, index: int, o: Override, names: List[str]) -> bool:
+        """Whether a blob pattern matches any of `names` (a blob and those sharing its scale)."""
+        hit = False
+        for pattern in o.blobs:
+            if any(fnmatchcase(name, pattern) for name in names):
+                self.matched.add((index, pattern))
+                hit = True
+        return hit
+
+    def check(self, overrides: Tuple[Override, ...]) -> None:
+        for index, o in enumerate(overrides):
+            for pattern in dict.fromkeys(o.layers + o.types + o.blobs):
+                if (index, pattern) not in self.matched:
+                    raise ConfigError(f"{o.origin}: '{pattern}' matches no layer, layer type or blob "
+                                      "of the model")
+
+
+def _layer_config(config: QuantConfig, scopes: _Scopes, layer: Layer) -> LayerConfig:
+    result = config.weights
+    for index, o in enumerate(config.overrides):
+        if scopes.layer(index, o, layer):
+            result = apply_changes(result, o.weights, o.origin)
+            if o.float_layers:
+                result = apply_changes(result, {"quantize": False}, o.origin)
+    return result
+
+
+def _blob_config(config: QuantConfig, scopes: _Scopes, names: List[str], producer: Optional[Layer],
+                 fallback: bool) -> BlobConfig:
+    """An observed blob's settings: the default with TNN's fallback to MIN_MAX where it
+    applies, then every override whose scope holds the blob, a blob sharing its scale (the
+    input of the max pooling that produces it), or its producer."""
+    result = config.activations
+    if fallback:
+        result = BlobConfig("MIN_MAX", result.granularity, result.bits)
+    for index, o in enumerate(config.overrides):
+        by_blob = scopes.blob(index, o, names)
+        if by_blob or (producer is not None and scopes.layer(index, o, producer)):
+            result = apply_changes(result, o.activations, o.origin)
+    return result
+
+
+def make_plan(float_net: Net, config: QuantConfig, shapes: Dict[str, tuple]) -> Plan:
+    """Plan the quantization of `float_net` under `config`; `shapes` gives every blob's shape
+    (batch first)."""
+    config.check()
+    net = runtime_graph(float_net)
+    scopes = _Scopes(net)
+    settings = {layer.name: _layer_config(config, scopes, layer) for layer in net.layers}
+    float_layers = [layer.name for layer in net.layers
+                    if _is_quantizable(layer, net) and not settings[layer.name].quantize]
+    quantized = {layer.name for layer in net.layers
+                 if _is_quantizable(layer, net) and settings[layer.name].quantize}
     producers = _producers(net)
     alias: Dict[str, str] = {}
     for layer in net.layers:
-        if not _merges_scale(layer):
+        if not _merges_scale(layer) or not settings[layer.name].quantize:
             continue
         producer: Optional[Layer] = producers.get(layer.inputs[0])
         if producer is not None and producer.name in quantized:
@@ -88,19 +170,24 @@ def make_plan(float_net: Net, blob_method: int, per_tensor_blobs: bool,
 
     scale_source = {blob: resolve(blob) for layer in net.layers if layer.name in quantized
                     for blob in layer.inputs + layer.outputs}
-    per_tensor = set()
-    for layer in net.layers:
-        if layer.type == "InnerProduct" and layer.name in quantized:
-            per_tensor.update(resolve(blob) for blob in layer.inputs + layer.outputs)
-    methods = {}
-    for blob in set(scale_source.values()):
-        if per_tensor_blobs:
-            per_tensor.add(blob)
+    forced_tensor = {resolve(blob) for layer in net.layers
+                     if layer.type == "InnerProduct" and layer.name in quantized
+                     for blob in layer.inputs + layer.outputs}
+    method = blob_method(config.activations.method)
+    sharing: Dict[str, List[str]] = {}
+    for blob, source in scale_source.items():
+        sharing.setdefault(source, []).append(blob)
+    blobs: Dict[str, BlobConfig] = {}
+    for blob in sharing:
         spatial = 1
         for dim in shapes[blob][2:4]:
             spatial *= dim
-        if blob in net.inputs or (spatial < MIN_SPATIAL and blob_method != ASY_MIN_MAX):
-            methods[blob] = MIN_MAX
-        else:
-            methods[blob] = blob_method
-    return Plan(net, quantized, scale_source, per_tensor, methods)
+        fallback = blob in net.inputs or (spatial < MIN_SPATIAL and method.small_blob_fallback)
+        blob_config = _blob_config(config, scopes, sharing[blob], producers.get(blob), fallback)
+        if blob in forced_tensor:
+            blob_config = apply_changes(blob_config, {"granularity": "tensor"}, blob)
+        blobs[blob] = blob_config.check(f"blob '{blob}'")
+    layers = {layer.name: settings[layer.name] for layer in net.layers
+              if layer.name in quantized and layer.type in WEIGHTED}
+    scopes.check(config.overrides)
+    return Plan(net, quantized, scale_source, blobs, layers, float_layers, dict(shapes))

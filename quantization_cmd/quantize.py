@@ -9,16 +9,18 @@ bias instead of truncating it, and give all-zero weight rows a scale that keeps 
 from __future__ import annotations
 
 import copy
-from typing import Callable, Dict, Tuple
+from typing import Dict
 
 import numpy as np
 
 from kernels.rounding import round_half_away
-from tnnformat import BLOB_SCALE_SUFFIX, Layer, Net, RawBuffer, Resource, TnnFormatError
+from tnnformat import BLOB_SCALE_SUFFIX, BlobScale, Layer, Net, RawBuffer, Resource, TnnFormatError
 
-from .calibrate import BlobScale
+from .config import LayerConfig
+from .events import Progress, TaskDone
+from .pipeline import QUANTIZE, Pass, QuantState
 from .plan import Plan
-from .weight_methods import WEIGHT_METHODS
+from .weight_methods import weight_method
 
 #: An all-zero weight row gets scale |bias| / 2**20, so its int32 bias is exactly +-2**20.
 ZERO_ROW_BIAS_STEPS = float(2 ** 20)
@@ -42,12 +44,13 @@ def _zero_rows_kept(scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return np.where(scale == 0, stand_in, scale).astype(np.float32)
 
 
-def _quantize_weights(layer: Layer, weights: np.ndarray, bias, method: int, per_tensor: bool,
+def _quantize_weights(layer: Layer, weights: np.ndarray, bias, config: LayerConfig,
                       post_scale: np.ndarray):
     """int8 weights, scale, zero point and int32 bias of a layer whose weights are (out, ...)
     and already multiplied by the input scale; `post_scale` multiplies the weight scale after
     quantization (depthwise convolutions)."""
-    q, scale, zero_point = WEIGHT_METHODS[method].quantize(_weight_rows(weights, per_tensor))
+    method = weight_method(config.weight_method)
+    q, scale, zero_point = method.quantize(_weight_rows(weights, config.per_tensor), config.bits)
     scale = (scale * post_scale).astype(np.float32)
     zeros = np.zeros(weights.shape[0], np.float32)
     scale = _zero_rows_kept(scale, zeros if bias is None else bias)
@@ -60,7 +63,7 @@ def _quantize_weights(layer: Layer, weights: np.ndarray, bias, method: int, per_
     return resource, q.reshape(-1)
 
 
-def _conv(layer: Layer, res: Resource, input_scale: np.ndarray, method: int, per_tensor: bool) -> Resource:
+def _conv(layer: Layer, res: Resource, input_scale: np.ndarray, config: LayerConfig) -> Resource:
     p = layer.params
     weights = res["filter"].numpy(np.float32)
     out, group = p["output_channel"], max(p["group"], 1)
@@ -77,62 +80,61 @@ def _conv(layer: Layer, res: Resource, input_scale: np.ndarray, method: int, per
     w = weights.reshape(group, out_per_group, in_per_group, kernel)
     s = input_scale.astype(np.float32)
     if depthwise:
-        post = s if s.size == 1 or not per_tensor else s[:1]
+        post = s if s.size == 1 or not config.per_tensor else s[:1]
     else:
         w = w * (s.reshape(1, 1, 1, 1) if s.size == 1 else s.reshape(group, 1, in_per_group, 1))
         post = np.float32(1)
     bias = res["bias"].numpy(np.float32).reshape(-1) if p.get("bias") else None
-    resource, q = _quantize_weights(layer, w.reshape(out, -1), bias, method, per_tensor, post)
+    resource, q = _quantize_weights(layer, w.reshape(out, -1), bias, config, post)
     resource["filter"] = _flat(q)
     return resource
 
 
-def _inner_product(layer: Layer, res: Resource, input_scale: np.ndarray, method: int,
-                   per_tensor: bool) -> Resource:
+def _inner_product(layer: Layer, res: Resource, input_scale: np.ndarray, config: LayerConfig) -> Resource:
     out = layer.params["num_output"]
     weights = res["weight"].numpy(np.float32).reshape(out, -1)
     weights = weights * input_scale.astype(np.float32).max()
     bias = res["bias"].numpy(np.float32).reshape(-1) if layer.params.get("has_bias") else None
-    resource, q = _quantize_weights(layer, weights, bias, method, per_tensor, np.float32(1))
+    resource, q = _quantize_weights(layer, weights, bias, config, np.float32(1))
     resource["weight"] = _flat(q)
     if bias is None:  # InnerProduct always stores a bias buffer
         resource["bias"] = res["bias"]
     return resource
 
 
-def _blob_scale_resource(scale: BlobScale) -> Resource:
-    return {"zero_point": _flat(scale.zero_point.astype(np.int8)),
-            "scale": _flat(scale.scale.astype(np.float32)),
-            "bias": _flat(np.zeros(scale.scale.size, np.int32))}
-
-
-def weighted_layers(plan: Plan) -> int:
-    """How many layers get int8 weights (for progress)."""
-    return sum(1 for layer in plan.net.layers
-               if layer.name in plan.quantized and layer.type in ("Convolution", "InnerProduct"))
-
-
-def quantize_net(float_net: Net, plan: Plan, scales: Dict[str, BlobScale], weight_method: int,
-                 per_tensor_weights: bool, done: Callable[[int], None] = lambda n: None) -> Tuple[Net, int]:
-    """The int8 Net and the number of quantized layers; `done(1)` after each layer's weights."""
+def quantize_net(float_net: Net, plan: Plan, scales: Dict[str, BlobScale], state: QuantState) -> Net:
+    """The int8 Net: quantized layers with integer weights, a BlobScale for every blob a
+    quantized layer reads or writes; progress after each layer's weights."""
     layers = []
     resources: Dict[str, Resource] = {name: res for name, res in float_net.resources.items()}
+    task, weighted = "quantizing weights", plan.weighted
+    done = 0
     for layer in plan.net.layers:
         layer = copy.copy(layer)
         layer.quantized = layer.name in plan.quantized
         layers.append(layer)
-        if not layer.quantized or layer.type not in ("Convolution", "InnerProduct"):
+        if layer.name not in plan.layers:
             continue
         input_scale = scales[plan.scale_source[layer.inputs[0]]].scale
         if layer.name not in float_net.resources:
             raise TnnFormatError("the model has no weights for this layer", layer=layer.name)
         make = _conv if layer.type == "Convolution" else _inner_product
-        resources[layer.name] = make(layer, float_net.resources[layer.name], input_scale,
-                                     weight_method, per_tensor_weights)
-        done(1)
+        resources[layer.name] = make(layer, float_net.resources[layer.name], input_scale, plan.layers[layer.name])
+        done += 1
+        state.emit(Progress(task, done, len(weighted)))
+    state.emit(TaskDone(task))
     for blob, source in plan.scale_source.items():
-        resources[blob + BLOB_SCALE_SUFFIX] = _blob_scale_resource(scales[source])
-    net = Net(inputs=dict(float_net.inputs), outputs=list(float_net.outputs), layers=layers,
-              input_types=dict(float_net.input_types), blobs=float_net.all_blobs(),
-              resources=resources, constants=dict(float_net.constants))
-    return net, len(plan.quantized)
+        resources[blob + BLOB_SCALE_SUFFIX] = scales[source].to_resource()
+    return Net(inputs=dict(float_net.inputs), outputs=list(float_net.outputs), layers=layers,
+               input_types=dict(float_net.input_types), blobs=float_net.all_blobs(),
+               resources=resources, constants=dict(float_net.constants))
+
+
+class WriteInt8(Pass):
+    """The int8 model from the float one and the scales (TNN's layout)."""
+
+    name = "int8 model"
+    stage = QUANTIZE
+
+    def apply(self, state: QuantState) -> None:
+        state.net = quantize_net(state.float_net, state.plan, state.scales, state)

@@ -13,10 +13,14 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .blob_methods import BLOB_METHODS, BlobStats
-from .calibrate import BlobScale
+from tnnformat import BlobScale
+
+from .blob_methods import BlobStats
+from .calibrate import blob_stats
+from .config import qmax
 from .fidelity import Fidelity
-from .observers import BINS
+from .plan import Plan
+from .statistics import BINS, Statistics
 
 
 def _number(value: float, digits: int = 4) -> str:
@@ -57,10 +61,10 @@ def format_table(fidelity: Fidelity, limit: Optional[int] = None) -> str:
     return "\n".join(lines + [agreement_line(fidelity)])
 
 
-def _thresholds(scale: BlobScale) -> np.ndarray:
-    """|x| at which each channel clips: 127 steps from the zero point, the larger side."""
-    zp = scale.zero_point.astype(np.float64)
-    return np.maximum(127 - zp, 127 + zp) * scale.scale
+def _thresholds(scale: BlobScale, bits: int) -> np.ndarray:
+    """|x| at which each channel clips: qmax steps from the zero point, the larger side."""
+    zp, top = scale.zero_point.astype(np.float64), qmax(bits)
+    return np.maximum(top - zp, top + zp) * scale.scale
 
 
 def _blob_histogram(stats: BlobStats) -> tuple:
@@ -86,7 +90,7 @@ def _plot(stats: BlobStats, scale: BlobScale) -> str:
     fig, ax = plt.subplots(figsize=(6, 2.2), dpi=80)
     ax.bar(edges[:-1], counts, width=top / BINS, align="edge", color="#4a78b0", linewidth=0)
     ax.set_yscale("log")
-    thresholds = _thresholds(scale)
+    thresholds = _thresholds(scale, stats.config.bits)
     for t in thresholds[: 64]:
         ax.axvline(t, color="#d9534f", alpha=max(0.15, 1.0 / math.sqrt(thresholds.size)), linewidth=1)
     ax.set_xlim(0, top * 1.02)
@@ -98,9 +102,12 @@ def _plot(stats: BlobStats, scale: BlobScale) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def write_html(path: str, title: str, fidelity: Fidelity, stats: Dict[str, BlobStats],
-               scales: Dict[str, BlobScale]) -> None:
+def write_html(path: str, title: str, fidelity: Fidelity, statistics: Statistics,
+               scales: Dict[str, BlobScale], plan: Plan) -> None:
     """One self-contained page: the fidelity table and every observed blob's histogram."""
+    from .table import atomic_write
+
+    stats = {blob: blob_stats(plan, statistics, blob) for blob in plan.blobs}
     rows = table_rows(fidelity)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
@@ -115,7 +122,7 @@ def write_html(path: str, title: str, fidelity: Fidelity, stats: Dict[str, BlobS
         parts.append(f"<tr{flag}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
     parts.append("</table><h2>Activation histograms and chosen thresholds</h2>")
     for blob, s in stats.items():
-        method = BLOB_METHODS[s.method].name
+        method = f"{s.config.method}, {s.config.bits} bits"
         granularity = "per tensor" if s.range.per_tensor else f"per channel ({s.channels})"
         parts.append(f"<h3>{html.escape(blob)}</h3><p>{method}, {granularity}, range "
                      f"[{float(s.range.min.min()):.4g}, {float(s.range.max.max()):.4g}]</p>")
@@ -123,7 +130,6 @@ def write_html(path: str, title: str, fidelity: Fidelity, stats: Dict[str, BlobS
             parts.append(f"<img alt='histogram of {html.escape(blob)}' "
                          f"src='data:image/png;base64,{_plot(s, scales[blob])}'>")
     parts.append("</body></html>")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(parts))
+    atomic_write(path, "\n".join(parts))
 
 

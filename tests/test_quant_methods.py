@@ -9,18 +9,24 @@ import pytest
 from kernels.rounding import round_half_away
 from quantization_cmd.blob_methods import BLOB_METHODS, BlobStats, aciq, asy_min_max, min_max
 from quantization_cmd.blob_methods.kl_divergence import kl_thresholds
-from quantization_cmd.observers import BINS, HistogramObserver, RangeObserver
+from quantization_cmd.config import TNN_WEIGHT_METHODS, BlobConfig, LayerConfig
+from quantization_cmd.statistics import BINS, Histogram, MeanAbs, Range
 from quantization_cmd.weight_methods import admm
 from quantization_cmd.weight_methods import asy_min_max as weight_asy
 from quantization_cmd.weight_methods import min_max as weight_min_max
 
 
-def stats_of(x: np.ndarray, per_tensor=False, mean_abs=False, histogram=False) -> BlobStats:
-    observer = RangeObserver(x.shape[1], per_tensor, mean_abs)
-    observer.observe(x)
-    stats = BlobStats("b", x.shape[1:], 0, observer)
+def stats_of(x: np.ndarray, per_tensor=False, mean_abs=False, histogram=False, method="MIN_MAX",
+             bits=8) -> BlobStats:
+    value_range = Range(x.shape[1], per_tensor)
+    value_range.observe(x)
+    config = BlobConfig(method, "tensor" if per_tensor else "channel", bits)
+    stats = BlobStats("b", x.shape[1:], config, value_range)
+    if mean_abs:
+        stats.mean_abs = MeanAbs(x.shape[1], per_tensor)
+        stats.mean_abs.observe(x)
     if histogram:
-        stats.histogram = HistogramObserver(observer.absmax, observer.valid)
+        stats.histogram = Histogram.over(value_range)
         stats.histogram.observe(x)
     return stats
 
@@ -35,10 +41,10 @@ def test_range_and_mean_abs_per_channel_and_per_tensor():
     s = stats_of(x, mean_abs=True)
     assert s.range.min.tolist() == [-2.0, -4.0] and s.range.max.tolist() == [3.0, 1.0]
     # channel 0: sample means of |x| are 1.5 and 1.5; channel 1: 0.25 and 2.5
-    np.testing.assert_allclose(s.range.mean_abs, [1.5, 1.375])
+    np.testing.assert_allclose(s.mean_abs.value, [1.5, 1.375])
     t = stats_of(x, per_tensor=True, mean_abs=True)
     assert t.range.absmax.tolist() == [4.0]
-    np.testing.assert_allclose(t.range.mean_abs, [(0.875 + 2.0) / 2])
+    np.testing.assert_allclose(t.mean_abs.value, [(0.875 + 2.0) / 2])
 
 
 def test_min_max_scale_is_tnn_bin_centre_formula():
@@ -75,7 +81,7 @@ def test_aciq_thresholds():
     x = np.random.default_rng(0).laplace(0, 0.5, (4, 2, 16, 16)).astype(np.float32)
     s = stats_of(x, mean_abs=True)
     scale, _ = aciq.laplace_scales(s)
-    np.testing.assert_allclose(scale, 9.89675982 * s.range.mean_abs / 127, rtol=1e-6)
+    np.testing.assert_allclose(scale, 9.89675982 * s.mean_abs.value / 127, rtol=1e-6)
     scale, _ = aciq.gauss_scales(s)
     const = 0.175 * (1 + math.sqrt(math.pi * math.log(4)))
     sigma = s.range.absmax * 2 * const / math.sqrt(2 * math.log(256))  # N = H * W per channel
@@ -126,7 +132,7 @@ def test_kl_clips_a_distribution_with_far_outliers():
     x = rng.standard_normal((8, 1, 64, 64)).astype(np.float32)
     x[0, 0, 0, :4] = 60.0
     s = stats_of(x, histogram=True)
-    kl_scale, _ = BLOB_METHODS[2].scales(s)
+    kl_scale, _ = BLOB_METHODS["KL_DIVERGENCE"].scales(s)
     mm_scale, _ = min_max.scales(s)
     assert kl_scale[0] * 127 < 12 and mm_scale[0] * 127 > 59
 
@@ -185,7 +191,7 @@ def test_conv_weights_and_bias_dequantize_within_half_a_step(per_tensor, method)
     weights, bias = rng.standard_normal((4, 3, 3, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
     input_scale = np.array([0.02, 0.05, 0.01], np.float32)
     res = _conv(conv_layer(), {"filter": RawBuffer.from_array(weights), "bias": RawBuffer.from_array(bias)},
-                input_scale, method, per_tensor)
+                input_scale, LayerConfig(TNN_WEIGHT_METHODS[method], "tensor" if per_tensor else "channel"))
     q = res["filter"].numpy().reshape(4, -1).astype(np.float32)
     scale = np.broadcast_to(res["scale"].numpy(), (4,))
     zero = np.broadcast_to(res["zero_point"].numpy(), (4,)).astype(np.float32)
@@ -203,7 +209,7 @@ def test_depthwise_weight_scale_carries_the_input_scale():
     weights = np.random.default_rng(0).standard_normal((3, 1, 3, 3)).astype(np.float32)
     input_scale = np.array([0.5, 0.25, 2.0], np.float32)
     res = _conv(conv_layer(out=3, cin=3, group=3, bias=0), {"filter": RawBuffer.from_array(weights)},
-                input_scale, 0, False)
+                input_scale, LayerConfig())
     expected = np.abs(weights).reshape(3, -1).max(1) / 127 * input_scale
     np.testing.assert_allclose(res["scale"].numpy(), expected, rtol=1e-6)
 
@@ -216,7 +222,7 @@ def test_all_zero_weights_keep_their_bias():
     weights[0] = 1
     bias = np.array([0.5, -0.37, 0.0, 2.0], np.float32)
     res = _conv(conv_layer(), {"filter": RawBuffer.from_array(weights), "bias": RawBuffer.from_array(bias)},
-                np.ones(3, np.float32), 0, False)
+                np.ones(3, np.float32), LayerConfig())
     scale = res["scale"].numpy()
     assert np.all(scale > 0) and np.all(np.isfinite(scale))
     np.testing.assert_allclose(res["bias"].numpy()[1:] * scale[1:], bias[1:], atol=1e-6)  # exact

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 import tnnformat
 from quantization_cmd.cli import main
+from quantization_cmd.config import TNN_WEIGHT_METHODS, LayerConfig
 from quantization_cmd.quantize import _conv
 
 from conftest import require, shared_path
@@ -129,7 +130,8 @@ def test_weight_quantization_is_bit_identical_given_tnn_blob_scales(prefix):
         if layer.type != "Convolution":
             continue
         input_scale = theirs.blob_scale(layer.inputs[0])["scale"].numpy()
-        got = _conv(layer, weights.resources[layer.name], input_scale, method, per_tensor)
+        config = LayerConfig(TNN_WEIGHT_METHODS[method], "tensor" if per_tensor else "channel")
+        got = _conv(layer, weights.resources[layer.name], input_scale, config)
         expected = theirs.resources[layer.name]
         assert np.array_equal(got["filter"].numpy(), expected["filter"].numpy()), layer.name
         assert np.array_equal(got["scale"].numpy(), expected["scale"].numpy()), layer.name

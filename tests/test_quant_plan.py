@@ -6,8 +6,23 @@ from tnnformat.layer_types import spec
 from tnnformat.params import default_params
 
 from kernels.tnn_optimizer import fuse_conv_activation
-from quantization_cmd.blob_methods import ASY_MIN_MAX, KL_DIVERGENCE, MIN_MAX
+from quantization_cmd.config import from_tnn_flags
 from quantization_cmd.plan import make_plan
+
+MIN_MAX, KL_DIVERGENCE, ASY_MIN_MAX = 0, 2, 3
+
+
+def plan_of(net, blob_method, per_tensor_blobs, shapes):
+    """The plan for TNN's flags -b blob_method and -t 1 (per-tensor blobs) or -t 0."""
+    return make_plan(net, from_tnn_flags(blob_method, 0, 1 if per_tensor_blobs else 0), shapes)
+
+
+def methods(plan):
+    return {blob: config.method for blob, config in plan.blobs.items()}
+
+
+def per_tensor(plan):
+    return {blob for blob, config in plan.blobs.items() if config.per_tensor}
 
 
 def layer(type_name, name, inputs, outputs, **params):
@@ -55,19 +70,19 @@ def test_max_pool_takes_its_output_scale_upward_avg_pool_does_not():
     net = net_of([conv("c1", ["x"], ["a"]), layer("ReLU", "r1", ["a"], ["b"]),
                   pool("p1", ["b"], ["c"]), conv("c2", ["c"], ["d"]),
                   pool("p2", ["d"], ["e"], pool_type=1)], ["e"])
-    plan = make_plan(net, KL_DIVERGENCE, False, shapes_for(net))
+    plan = plan_of(net, KL_DIVERGENCE, False, shapes_for(net))
     assert plan.quantized == {"c1", "p1", "c2"}
     # the fused conv output b is the max pool's input: it shares the pool output's scale
     assert plan.scale_source["b"] == "c"
     assert plan.scale_source["c"] == "c" and plan.scale_source["d"] == "d"
     assert plan.scale_source["x"] == "x" and "e" not in plan.scale_source
-    assert plan.methods == {"x": MIN_MAX, "c": KL_DIVERGENCE, "d": KL_DIVERGENCE}
+    assert methods(plan) == {"x": "MIN_MAX", "c": "KL_DIVERGENCE", "d": "KL_DIVERGENCE"}
 
 
 def test_chains_of_merging_layers_resolve_to_the_last_output():
     net = net_of([conv("c1", ["x"], ["a"]), pool("p1", ["a"], ["b"]),
                   layer("ReLU", "r", ["b"], ["c"]), pool("p2", ["c"], ["d"])], ["d"])
-    plan = make_plan(net, MIN_MAX, False, shapes_for(net))
+    plan = plan_of(net, MIN_MAX, False, shapes_for(net))
     assert plan.quantized == {"c1", "p1", "r", "p2"}
     assert {b: plan.scale_source[b] for b in "abcd"} == {b: "d" for b in "abcd"}
 
@@ -77,7 +92,7 @@ def test_add_with_a_constant_stays_float_and_concat_is_quantized():
                   layer("Concat", "cat", ["a", "b"], ["c"]), layer("Add", "sum", ["a", "c"], ["d"])],
                  ["d"])
     net.resources["bias_add"] = {}
-    plan = make_plan(net, MIN_MAX, False, shapes_for(net))
+    plan = plan_of(net, MIN_MAX, False, shapes_for(net))
     assert plan.quantized == {"c1", "cat", "sum"}
 
 
@@ -87,9 +102,9 @@ def test_inner_product_blobs_are_per_tensor_and_small_blobs_use_min_max():
                  ["b"])
     shapes = shapes_for(net)
     shapes["b"] = (1, 10)
-    plan = make_plan(net, KL_DIVERGENCE, False, shapes)
-    assert plan.per_tensor == {"a", "b"}
-    assert plan.methods["b"] == MIN_MAX and plan.methods["a"] == KL_DIVERGENCE
-    assert make_plan(net, ASY_MIN_MAX, False, shapes).methods["b"] == ASY_MIN_MAX
-    assert make_plan(net, ASY_MIN_MAX, False, shapes).methods["x"] == MIN_MAX
-    assert make_plan(net, MIN_MAX, True, shapes).per_tensor == {"x", "a", "b"}
+    plan = plan_of(net, KL_DIVERGENCE, False, shapes)
+    assert per_tensor(plan) == {"a", "b"}
+    assert methods(plan)["b"] == "MIN_MAX" and methods(plan)["a"] == "KL_DIVERGENCE"
+    assert methods(plan_of(net, ASY_MIN_MAX, False, shapes))["b"] == "ASY_MIN_MAX"
+    assert methods(plan_of(net, ASY_MIN_MAX, False, shapes))["x"] == "MIN_MAX"
+    assert per_tensor(plan_of(net, MIN_MAX, True, shapes)) == {"x", "a", "b"}

@@ -1,17 +1,23 @@
-"""Blob (activation) calibration methods: statistics of one blob -> int8 scale and zero point.
+"""Blob (activation) range methods: statistics of one blob -> scale and zero point.
 
-One module per method; each exposes `scales(stats) -> (scale, zero_point)` per channel (or
-one value when per-tensor). The numbers are TNN's `-b` values.
+One module per method, each defining a `BlobMethod`; one `register` line below makes it
+known to the config, the CLI and the calibration table. A method declares the statistics it
+needs beyond the range, which symmetries it offers, and its quirks; `scales(stats)` gets a
+`BlobStats` (the statistics and the blob's config) and returns one scale and zero point per
+channel (one value per tensor).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from ..observers import HistogramObserver, RangeObserver
-from . import aciq, asy_min_max, kl_divergence, min_max
+from ..config import BlobConfig
+from ..registry import Registry
+from ..statistics import Histogram, MeanAbs, Range
+
+Scales = Tuple[np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -20,9 +26,10 @@ class BlobStats:
 
     name: str
     shape: Tuple[int, ...]
-    method: int
-    range: RangeObserver
-    histogram: Optional[HistogramObserver] = None
+    config: BlobConfig
+    range: Range
+    mean_abs: Optional[MeanAbs] = None
+    histogram: Optional[Histogram] = None
 
     @property
     def channels(self) -> int:
@@ -32,27 +39,40 @@ class BlobStats:
     def elements_per_channel(self) -> int:
         return int(np.prod(self.shape[1:])) if len(self.shape) > 1 else 1
 
+    @property
+    def symmetric(self) -> bool:
+        return blob_method(self.config.method).is_symmetric(self.config)
+
 
 @dataclass(frozen=True)
 class BlobMethod:
     name: str
-    scales: Callable[[BlobStats], Tuple[np.ndarray, np.ndarray]]
-    needs_histogram: bool
-    needs_mean_abs: bool
+    scales: Callable[[BlobStats], Scales]
     help: str
+    #: statistic kinds needed beyond the range (statistics.MEAN_ABS, statistics.HISTOGRAM)
+    needs: Tuple[str, ...] = ()
+    #: the symmetries offered, the default first
+    symmetry: Tuple[bool, ...] = (True,)
+    #: TNN estimates from data only blobs with at least 100 values per channel; smaller ones
+    #: fall back to MIN_MAX, except for methods that say False here
+    small_blob_fallback: bool = True
+
+    def is_symmetric(self, config: BlobConfig) -> bool:
+        return self.symmetry[0] if config.symmetric is None else config.symmetric
 
 
-MIN_MAX, KL_DIVERGENCE, ASY_MIN_MAX, ACIQ_GAUS, ACIQ_LAPLACE = 0, 2, 3, 4, 5
+BLOB_METHODS: Registry[BlobMethod] = Registry("blob method")
+register = BLOB_METHODS.register
 
-BLOB_METHODS: Dict[int, BlobMethod] = {
-    MIN_MAX: BlobMethod("MIN_MAX", min_max.scales, False, False,
-                        "symmetric, threshold = the largest |x| seen"),
-    KL_DIVERGENCE: BlobMethod("KL_DIVERGENCE", kl_divergence.scales, True, False,
-                              "symmetric, threshold of least KL divergence (2048-bin histogram)"),
-    ASY_MIN_MAX: BlobMethod("ASY_MIN_MAX", asy_min_max.scales, False, False,
-                            "asymmetric [min, max] with a zero point"),
-    ACIQ_GAUS: BlobMethod("ACIQ_GAUS", aciq.gauss_scales, False, False,
-                          "symmetric, analytical clip assuming a Gaussian"),
-    ACIQ_LAPLACE: BlobMethod("ACIQ_LAPLACE", aciq.laplace_scales, False, True,
-                             "symmetric, analytical clip assuming a Laplace distribution"),
-}
+
+def blob_method(name: str, where: str = "activations") -> BlobMethod:
+    return BLOB_METHODS.get(name, where)
+
+
+from . import aciq, asy_min_max, kl_divergence, min_max  # noqa: E402  (modules use the types above)
+
+register(min_max.METHOD)
+register(kl_divergence.METHOD)
+register(asy_min_max.METHOD)
+register(aciq.GAUSS)
+register(aciq.LAPLACE)

@@ -1,8 +1,8 @@
 """KL_DIVERGENCE (-b 2): the clipping threshold whose 128-level quantization loses least.
 
 For each candidate threshold bin i in [128, 2048) TNN compares the histogram clipped at i
-(the tail folded into bin i-1) with its quantization to 128 levels re-expanded to i bins,
-and keeps the i of least KL divergence (tools/quantization/scale_calculator.cc). We compute
+(the tail folded into bin i-1) with its quantization to 128 levels (2**(bits-1) at other
+bit widths) re-expanded to i bins, and keeps the i of least KL divergence (tools/quantization/scale_calculator.cc). We compute
 the same quantities for every candidate at once, from prefix sums:
 
 * target level j covers [x_j, x_j+1) with x_j = j * i / 128 (exact in float32, as in TNN);
@@ -18,32 +18,33 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Tuple
 
 import numpy as np
 
-from ..observers import BINS
+from ..config import qmax
+from ..statistics import BINS, HISTOGRAM
+from . import BlobMethod, BlobStats, Scales
 from .min_max import scale_from_threshold
 
-LEVELS = 128
-CANDIDATES = np.arange(LEVELS, BINS)
 WORKERS = os.cpu_count() or 1
 
 
-@lru_cache(maxsize=1)
-def _boundaries():
-    """Channel-independent geometry, boundary-major (129, candidates) so that steps from one
-    boundary to the next are contiguous rows: for each level boundary x_j = j * i / 128 the
-    bin holding it and its fractional position in that bin."""
-    x = np.arange(LEVELS + 1)[:, None] * CANDIDATES[None, :] / LEVELS  # exact dyadic values
+@lru_cache(maxsize=7)
+def _boundaries(levels: int):
+    """Channel-independent geometry for `levels` target levels (128 at 8 bits) and the
+    candidate thresholds [levels, BINS), boundary-major (levels + 1, candidates) so that steps
+    from one boundary to the next are contiguous rows: for each level boundary
+    x_j = j * i / levels the bin holding it and its fractional position in that bin."""
+    candidates = np.arange(levels, BINS)
+    x = np.arange(levels + 1)[:, None] * candidates[None, :] / levels  # exact dyadic values
     floor = np.floor(x).astype(np.intp)
     frac = x - floor
-    return floor, frac, frac > 0, frac[1:LEVELS], np.log(CANDIDATES / LEVELS)
+    return candidates, floor, frac, frac > 0, frac[1:levels], np.log(candidates / levels)
 
 
-def _thresholds_of(p: np.ndarray) -> int:
+def _thresholds_of(p: np.ndarray, levels: int) -> int:
     """The least-KL threshold bin of one normalized histogram (float64, length BINS)."""
-    floor, frac, cut, inner, log_width = _boundaries()
+    candidates, floor, frac, cut, inner, log_width = _boundaries(levels)
     cum = np.concatenate([[0.0], np.cumsum(p)])  # cum[k] = sum p[:k]
     plogp = np.concatenate([[0.0], np.cumsum(p * np.log(p))])
     padded = np.append(p, 0.0)  # a boundary at bin 2048 is never inside a bin
@@ -53,27 +54,33 @@ def _thresholds_of(p: np.ndarray) -> int:
     level_mass = edge[1:] - edge[:-1]  # Q_j, one row per level
     cut_mass = np.where(cut, p_at, 0.0)  # mass of the bins a boundary splits
     whole = cum_at[1:] - cum_at[:-1] - cut_mass[:-1]  # mass of the bins wholly inside level j
-    last = CANDIDATES - 1
-    tail = cum[-1] - cum[CANDIDATES]
+    last = candidates - 1
+    tail = cum[-1] - cum[candidates]
     folded = p[last] + tail  # bin i-1 takes the tail
     entropy = plogp[last] + folded * np.log(folded)
     log_mass = np.log(level_mass)
     cross = np.einsum("ji,ji->i", whole, log_mass) + tail * log_mass[-1]
-    cross -= (cum[CANDIDATES] - cut_mass.sum(axis=0) + tail) * log_width
-    split = cut_mass[1:LEVELS]
+    cross -= (cum[candidates] - cut_mass.sum(axis=0) + tail) * log_width
+    split = cut_mass[1:levels]
     mixed = level_mass[1:] + inner * (level_mass[:-1] - level_mass[1:])
     cross += np.einsum("ji,ji->i", split, np.log(mixed)) - split.sum(axis=0) * log_width
-    return int(CANDIDATES[np.argmin(entropy - cross)])
+    return int(candidates[np.argmin(entropy - cross)])
 
 
-def kl_thresholds(distribution: np.ndarray) -> np.ndarray:
+def kl_thresholds(distribution: np.ndarray, bits: int = 8) -> np.ndarray:
     """The threshold bin of least KL divergence for each row of a normalized histogram;
     rows are independent, so they are spread over the machine's cores."""
     rows = distribution.astype(np.float64)
+    levels = qmax(bits) + 1
     with ThreadPoolExecutor(max_workers=min(WORKERS, len(rows)) or 1) as pool:
-        return np.fromiter(pool.map(_thresholds_of, rows), np.int64, len(rows))
+        return np.fromiter(pool.map(lambda row: _thresholds_of(row, levels), rows), np.int64, len(rows))
 
 
-def scales(stats) -> Tuple[np.ndarray, np.ndarray]:
-    thresholds = kl_thresholds(stats.histogram.distribution())
-    return scale_from_threshold(thresholds, stats.histogram.interval), np.zeros(thresholds.size, np.int8)
+def scales(stats: BlobStats) -> Scales:
+    bits = stats.config.bits
+    thresholds = kl_thresholds(stats.histogram.distribution(), bits)
+    return scale_from_threshold(thresholds, stats.histogram.interval, bits), np.zeros(thresholds.size, np.int8)
+
+
+METHOD = BlobMethod("KL_DIVERGENCE", scales,
+                    "symmetric, threshold of least KL divergence (2048-bin histogram)", needs=(HISTOGRAM,))

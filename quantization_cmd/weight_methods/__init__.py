@@ -1,17 +1,17 @@
-"""Weight calibration methods: float weights -> int8 weights, scale and zero point.
+"""Weight methods: float weights -> integer weights on a `bits` grid, scale and zero point.
 
-One module per method; each exposes `quantize(weights) -> (int8 weights, scale, zero_point)`
-where `weights` is (groups, n): one row per output channel, or a single row per tensor.
-The numbers are TNN's `-w` values.
+One module per method, each defining a `WeightMethod`; one `register` line below makes it
+known. `quantize(weights, bits)` takes (rows, n): one row per output channel, or a single
+row per tensor, and returns int8 values (within +-qmax(bits)), a scale and a zero point per row.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Tuple
+from typing import Callable, Tuple
 
 import numpy as np
 
-from . import admm, asy_min_max, min_max
+from ..registry import Registry
 
 Quantized = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -19,16 +19,20 @@ Quantized = Tuple[np.ndarray, np.ndarray, np.ndarray]
 @dataclass(frozen=True)
 class WeightMethod:
     name: str
-    quantize: Callable[[np.ndarray], Quantized]
+    quantize: Callable[[np.ndarray, int], Quantized]
     help: str
 
 
-MIN_MAX, ADMM, ASY_MIN_MAX = 0, 1, 3
+WEIGHT_METHODS: Registry[WeightMethod] = Registry("weight method")
+register = WEIGHT_METHODS.register
 
-WEIGHT_METHODS: Dict[int, WeightMethod] = {
-    MIN_MAX: WeightMethod("MIN_MAX", min_max.quantize, "symmetric, scale = max |w| / 127"),
-    ADMM: WeightMethod("ADMM", admm.quantize,
-                       "symmetric, scale refined by alternating rounding and least squares"),
-    ASY_MIN_MAX: WeightMethod("ASY_MIN_MAX", asy_min_max.quantize,
-                              "asymmetric [min, max] with a zero point"),
-}
+
+def weight_method(name: str, where: str = "weights") -> WeightMethod:
+    return WEIGHT_METHODS.get(name, where)
+
+
+from . import admm, asy_min_max, min_max  # noqa: E402  (modules use the types above)
+
+register(min_max.METHOD)
+register(admm.METHOD)
+register(asy_min_max.METHOD)

@@ -1,0 +1,97 @@
+"""The library entry point: a float Net, samples and a config in, the int8 Net and what was
+learned on the way out. The CLI is a thin shell around `quantize`.
+
+    import tnnformat
+    from quantization_cmd import QuantConfig, quantize
+
+    net = tnnformat.load("m.tnnproto", "m.tnnmodel")
+    result = quantize(net, batches, QuantConfig())
+    result.save("m_int8")
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from kernels.shapes import infer_shapes
+from tnnformat import BlobScale, Net, save
+
+from .calibrate import ComputeScales, HistogramStatistics, RangeStatistics
+from .config import QuantConfig
+from .events import Listener, ignore
+from .fidelity import Fidelity, measure
+from .pipeline import Pass, QuantState, SampleSource, Samples, run
+from .plan import Plan, make_plan
+from .quantize import WriteInt8
+from .statistics import Statistics
+from .table import TableEntry, TableScales, load_table, table_overrides
+
+
+@dataclass
+class QuantResult:
+    """The quantized model and how it came about."""
+
+    net: Net
+    scales: Dict[str, BlobScale]
+    statistics: Statistics
+    plan: Plan
+    config: QuantConfig
+    fidelity: Optional[Fidelity] = None
+
+    def save(self, prefix: str) -> None:
+        """Write `<prefix>.tnnproto` and `<prefix>.tnnmodel`."""
+        save(self.net, f"{prefix}.tnnproto", f"{prefix}.tnnmodel")
+
+    @property
+    def activation_bits(self) -> Dict[str, int]:
+        """Blobs quantized below 8 bits, as our interpreter simulates them (TNN's runtime
+        clamps every int8 blob at +-127, so below 8 bits it computes finer than this)."""
+        return activation_bits(self.plan)
+
+
+def activation_bits(plan: Plan) -> Dict[str, int]:
+    return {blob: plan.blobs[source].bits for blob, source in plan.scale_source.items()
+            if plan.blobs[source].bits < 8}
+
+
+def default_passes(histograms: bool = False, table: Optional[Dict[str, TableEntry]] = None,
+                   table_name: str = "table") -> List[Pass]:
+    """Range statistics, scales and the int8 model; scales from a table need no data."""
+    if table is not None:
+        return [TableScales(table, table_name), WriteInt8()]
+    return [RangeStatistics(), HistogramStatistics(all_blobs=histograms), ComputeScales(), WriteInt8()]
+
+
+def prepare(net: Net, config: QuantConfig, table: Union[str, Dict[str, TableEntry], None] = None
+            ) -> Tuple[QuantConfig, Plan, Optional[Dict[str, TableEntry]], str]:
+    """The config (with a table's per-blob settings), the plan, the table's entries and its
+    name: everything checked against the model before any data is read (ConfigError)."""
+    table_name = table if isinstance(table, str) else "table"
+    if isinstance(table, str):
+        table = load_table(table)
+    if table is not None:
+        config = config.with_overrides(*table_overrides(table_name, table))
+    return config, make_plan(net, config, infer_shapes(net)), table, table_name
+
+
+def quantize(net: Net, samples: Optional[Samples] = None, config: QuantConfig = QuantConfig(), *,
+             table: Union[str, Dict[str, TableEntry], None] = None, statistics: Optional[Statistics] = None,
+             histograms: bool = False, fidelity_samples: Optional[Samples] = None,
+             passes: Optional[Sequence[Pass]] = None, on_event: Listener = ignore) -> QuantResult:
+    """Quantize `net` under `config`, calibrated on `samples`.
+
+    `table`: a calibration table (its path or `table.load_table`'s entries) whose scales and
+    per-blob settings are used instead of calibrating; `statistics`:
+    statistics already collected (e.g. merged from shards), not collected again; `histograms`:
+    keep every observed blob's histogram (for the HTML report); `fidelity_samples`: compare the
+    int8 model with the float one on these (the result's `fidelity`); `passes`: the pipeline,
+    `default_passes()` unless given; `on_event`: progress and warnings (see `events`)."""
+    config, plan, table, table_name = prepare(net, config, table)
+    state = QuantState(net, config, plan, dict(statistics or {}), emit=on_event)
+    source = SampleSource(samples, net) if samples is not None else None
+    run(passes if passes is not None else default_passes(histograms, table, table_name), state, source)
+    result = QuantResult(state.net, state.scales, state.statistics, state.plan, config)
+    if fidelity_samples is not None:
+        result.fidelity = measure(state.plan.net, state.net, SampleSource(fidelity_samples, net),
+                                  activation_bits(state.plan), state.plan.float_layers, on_event)
+    return result

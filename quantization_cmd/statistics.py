@@ -1,0 +1,158 @@
+"""Streaming statistics of blobs, keyed by what they measure, knowing nothing of methods.
+
+A pass asks for statistics by `StatKey` (blob, kind, per tensor or per channel); one data pass
+fills every statistic a step asked for, reducing each batch to a few numbers per channel as
+it passes (nothing keeps activations). Every statistic has `merge`: the statistics of two
+shards of the data merge into those of the whole (exactly for ranges and fixed-range
+histograms), which is what sharded or distributed calibration stands on. Turning statistics
+into scales is the job of `blob_methods`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Iterable, Mapping, Union
+
+import numpy as np
+
+BINS = 2048
+#: A channel whose |x| never exceeds this is treated as empty (TNN's threshold).
+EMPTY_CHANNEL = 1e-5
+#: TNN counts in float32 starting from 1e-7: a bin stops growing at 2**24.
+FLOAT32_COUNT_LIMIT = float(2 ** 24)
+
+RANGE, MEAN_ABS, HISTOGRAM = "range", "mean_abs", "histogram"
+
+
+@dataclass(frozen=True)
+class StatKey:
+    blob: str
+    kind: str  # RANGE, MEAN_ABS or HISTOGRAM
+    per_tensor: bool
+
+
+def by_channel(x: np.ndarray, per_tensor: bool) -> np.ndarray:
+    """(n, C, ...) -> (C, n * rest), or (1, everything) per tensor: what statistics reduce over."""
+    if x.ndim < 2 or per_tensor:
+        return x.reshape(1, -1)
+    return np.moveaxis(x.reshape(x.shape[0], x.shape[1], -1), 1, 0).reshape(x.shape[1], -1)
+
+
+class Range:
+    """Min and max per channel (one channel when per tensor)."""
+
+    kind = RANGE
+
+    def __init__(self, channels: int, per_tensor: bool):
+        self.per_tensor = per_tensor
+        size = 1 if per_tensor else channels
+        self.min = np.full(size, np.inf, np.float32)
+        self.max = np.full(size, -np.inf, np.float32)
+
+    def observe(self, x: np.ndarray) -> None:
+        flat = by_channel(x, self.per_tensor)
+        np.minimum(self.min, flat.min(axis=1), out=self.min)
+        np.maximum(self.max, flat.max(axis=1), out=self.max)
+
+    def merge(self, other: "Range") -> "Range":
+        out = Range(self.min.size, self.per_tensor)
+        out.min, out.max = np.minimum(self.min, other.min), np.maximum(self.max, other.max)
+        return out
+
+    @property
+    def absmax(self) -> np.ndarray:
+        return np.maximum(np.abs(self.min), np.abs(self.max))
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Channels that saw any value larger than EMPTY_CHANNEL in magnitude."""
+        return self.absmax > EMPTY_CHANNEL
+
+
+class MeanAbs:
+    """Mean |x| of each sample's channel, averaged over samples (TNN's ACIQ statistic); per
+    tensor, the mean over channels of those means."""
+
+    kind = MEAN_ABS
+
+    def __init__(self, channels: int, per_tensor: bool):
+        self.per_tensor = per_tensor
+        self.abs_sum = np.zeros(1 if per_tensor else channels, np.float64)
+        self.samples = 0
+
+    def observe(self, x: np.ndarray) -> None:
+        per_sample = np.abs(x.reshape(x.shape[0], x.shape[1] if x.ndim > 1 else 1, -1))
+        means = per_sample.mean(axis=2, dtype=np.float64)
+        self.abs_sum += means.mean(axis=1).sum() if self.per_tensor else means.sum(axis=0)
+        self.samples += x.shape[0]
+
+    def merge(self, other: "MeanAbs") -> "MeanAbs":
+        out = MeanAbs(self.abs_sum.size, self.per_tensor)
+        out.abs_sum, out.samples = self.abs_sum + other.abs_sum, self.samples + other.samples
+        return out
+
+    @property
+    def value(self) -> np.ndarray:
+        return (self.abs_sum / max(self.samples, 1)).astype(np.float32)
+
+
+class Histogram:
+    """Histogram of |x| per channel over the fixed range [0, absmax] in BINS bins, zeros not
+    counted; channels outside `valid` stay empty. The bin of a value is
+    int(|x| * (BINS / absmax)) in float32, as TNN computes it."""
+
+    kind = HISTOGRAM
+
+    def __init__(self, absmax: np.ndarray, valid: np.ndarray, per_tensor: bool):
+        self.per_tensor = per_tensor
+        self.absmax, self.valid = absmax.astype(np.float32), valid
+        safe = np.where(valid, absmax, 1.0).astype(np.float32)
+        self.interval = (np.float32(BINS) / safe).astype(np.float32)
+        self.counts = np.zeros((absmax.size, BINS), np.int64)
+
+    @classmethod
+    def over(cls, value_range: Range) -> "Histogram":
+        """A histogram over the range a first pass found."""
+        return cls(value_range.absmax, value_range.valid, value_range.per_tensor)
+
+    def observe(self, x: np.ndarray) -> None:
+        flat = by_channel(x, self.per_tensor or self.interval.size == 1)
+        channels = flat.shape[0]
+        index = np.abs(flat) * self.interval[:, None]
+        bins = np.minimum(index.astype(np.int32), BINS - 1)
+        bins += (np.arange(channels, dtype=np.int32) * BINS)[:, None]
+        counts = np.bincount(bins.ravel(), minlength=channels * BINS).reshape(channels, BINS)
+        counts[:, 0] -= np.count_nonzero(flat == 0, axis=1)  # zeros are not counted
+        counts[~self.valid] = 0
+        self.counts += counts
+
+    def merge(self, other: "Histogram") -> "Histogram":
+        if not np.array_equal(self.interval, other.interval):
+            raise ValueError("histograms over different ranges do not merge")
+        out = Histogram(self.absmax, self.valid, self.per_tensor)
+        out.counts = self.counts + other.counts
+        return out
+
+    def distribution(self) -> np.ndarray:
+        """The normalized histogram per channel as TNN holds it (float32 counts from 1e-7)."""
+        counts = np.minimum(self.counts, FLOAT32_COUNT_LIMIT).astype(np.float64) + 1e-7
+        return counts / counts.sum(axis=1, keepdims=True)
+
+
+Statistic = Union[Range, MeanAbs, Histogram]
+Statistics = Dict[StatKey, Statistic]
+
+
+def merge(*shards: Mapping[StatKey, Statistic]) -> Statistics:
+    """The statistics of the whole data from those of its shards (same keys in each)."""
+    out: Statistics = dict(shards[0])
+    for shard in shards[1:]:
+        if set(shard) != set(out):
+            missing = sorted({k.blob for k in set(out) ^ set(shard)})
+            raise ValueError(f"shards hold different statistics (e.g. for blob '{missing[0]}')")
+        out = {key: out[key].merge(stat) for key, stat in shard.items()}
+    return out
+
+
+def observe_all(statistics: Iterable[Statistic], value: np.ndarray) -> None:
+    for stat in statistics:
+        stat.observe(value)
