@@ -180,8 +180,9 @@ def to_tnn(params: Params) -> Net:
             layers.append(layer("Pooling", pool, [blob], [pool], pool_type=0, kernel_h=2, kernel_w=2,
                                 stride_h=2, stride_w=2, pad_h=0, pad_w=0))
             blob = pool
+    # kernel 0 is the input's size; pad_type -1 keeps the output 1x1 (with SAME it would not be)
     layers.append(layer("Pooling", "global_pool", [blob], ["global_pool"], pool_type=1, kernel_h=0, kernel_w=0,
-                        stride_h=1, stride_w=1, pad_h=0, pad_w=0))
+                        stride_h=1, stride_w=1, pad_h=0, pad_w=0, pad_type=-1))
     layers.append(layer("InnerProduct", "fc", ["global_pool"], ["fc"], num_output=10, has_bias=1, transpose=0, axis=1))
     layers.append(layer("SoftmaxCaffe", "prob", ["fc"], ["prob"], axis=1))
     resources["fc"] = {"weight": RawBuffer.from_array(params["fc_w"].astype(np.float32)),

@@ -142,7 +142,7 @@ def test_pooling(case):
 
 @pytest.mark.parametrize("kind", [0, 1])
 def test_global_pooling(kind):
-    layer = tnn("Pooling", pool_type=kind, kernel_h=0, kernel_w=0, stride_h=1, stride_w=1, pad_h=0, pad_w=0)
+    layer = tnn("Pooling", pool_type=kind, kernel_h=0, kernel_w=0, stride_h=1, stride_w=1, pad_h=0, pad_w=0, pad_type=-1)
     node = helper.make_node("GlobalMaxPool" if kind == 0 else "GlobalAveragePool", ["x"], ["y"])
     same([layer], [node], {"x": rand(2, 5, 7, 6)})
 

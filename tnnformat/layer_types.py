@@ -137,7 +137,7 @@ _declare(["Deconvolution"], 22, _SPECS["Convolution"].params, _SPECS["Convolutio
 
 _declare(["Pooling"], 4, (
     Int("pool_type"),  # 0 max, 1 average
-    Int("kernel_h"), Int("kernel_w"),  # 0 0: global pooling
+    Int("kernel_h"), Int("kernel_w"),  # 0: the input's size (global pooling with pad_type -1)
     Int("stride_h"), Int("stride_w"), Int("pad_h"), Int("pad_w"),
     Int("kernel_index_h", -1), Int("kernel_index_w", -1),
     Int("pad_type", 0), Int("ceil_mode", 0), Int("is_adaptive", 0),

@@ -19,10 +19,11 @@ Geometry = Tuple[int, int, int, int, int, int, int, int]
 
 
 def pool_geometry(p: dict, height: int, width: int) -> Geometry:
-    """(kernel_h, kernel_w, stride_h, stride_w, out_h, out_w, pad_top, pad_left)."""
-    kh, kw = p["kernel_h"] or height, p["kernel_w"] or width  # 0 0: global
-    if p["kernel_h"] == 0 and p["kernel_w"] == 0:
-        return kh, kw, 1, 1, 1, 1, 0, 0
+    """(kernel_h, kernel_w, stride_h, stride_w, out_h, out_w, pad_top, pad_left), by TNN's
+    shape rule (pooling_layer.cc): a kernel of 0 is the input's size, and then the padding
+    rule applies as for any kernel, so a "global" pooling with SAME padding and stride 1 keeps
+    the input's size (TNN's converters write pad_type -1 for a real global pooling)."""
+    kh, kw = p["kernel_h"] or height, p["kernel_w"] or width
     sh, sw = p["stride_h"], p["stride_w"]
     if p["pad_type"] == -1:
         top, left = p["pad_h"], p["pad_w"]
@@ -122,10 +123,11 @@ class Pooling(Kernel):
         h, w = x.shape[2:]
         if p["is_adaptive"]:
             return [_adaptive(x, p["output_h"], p["output_w"], average)]
-        if p["kernel_h"] == 0 and p["kernel_w"] == 0:
+        g = pool_geometry(p, h, w)
+        if g[:2] == (h, w) and g[4:] == (1, 1, 0, 0):  # one window over the whole map
             reduce = np.mean if average else np.max
             return [reduce(x, axis=(2, 3), keepdims=True).astype(np.float32)]
-        return [_pool(x, pool_geometry(p, h, w), average)]
+        return [_pool(x, g, average)]
 
     def run_int8(self, layer, state, inputs, outputs):
         q = inputs[0].values.astype(np.int32)
