@@ -26,7 +26,7 @@ from tnnformat import Layer, Net
 from .errors import KernelError
 from .int8 import Int8Blob, blob_scale, limit_bits, quantize
 from .registry import kernel_for
-from .shapes import infer_shapes
+from .shapes import batch_mismatch, infer_shapes
 from .threads import WORKERS, parallel_batches_possible, single_threaded_blas
 from .tnn_optimizer import runtime_graph
 
@@ -120,8 +120,7 @@ class Interpreter:
         if self._independent is None:
             try:
                 one = infer_shapes(self.net, {k: (1,) + tuple(v[1:]) for k, v in self.net.inputs.items()})
-                two = infer_shapes(self.net, {k: (2,) + tuple(v[1:]) for k, v in self.net.inputs.items()})
-                self._independent = all(two[b] == (2 * s[0],) + s[1:] and s[0] == 1 for b, s in one.items()) and \
+                self._independent = batch_mismatch(self.net) is None and \
                     all(kernel.samples_apart(layer, [one[b] for b in layer.inputs])
                         for kernel, layer in zip(self.kernels, self.net.layers))
             except (KernelError, ValueError, IndexError, KeyError):

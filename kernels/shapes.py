@@ -37,3 +37,23 @@ def infer_shapes(net: Net, input_shapes: Optional[Dict[str, Shape]] = None) -> D
                                   f"{list(shape)} from inputs {[list(s) for s in in_shapes]}")
             shapes[blob] = tuple(int(d) for d in shape)
     return shapes
+
+
+def batch_mismatch(net: Net) -> Optional[str]:
+    """None when every blob's first dimension is the batch (its shapes at batch 1 and 2
+    differ exactly there); else what breaks it, naming the layer. Models converted with a
+    literal batch in a Reshape (or TNN files from elsewhere) can only run one sample at a time."""
+    try:
+        one = infer_shapes(net, {k: (1,) + tuple(v[1:]) for k, v in net.inputs.items()})
+    except KernelError as exc:
+        return str(exc)
+    try:
+        two = infer_shapes(net, {k: (2,) + tuple(v[1:]) for k, v in net.inputs.items()})
+    except KernelError as exc:
+        return f"at batch 2, {exc}"
+    for layer in net.layers:
+        for blob in layer.outputs:
+            if one[blob][:1] != (1,) or two[blob] != (2,) + one[blob][1:]:
+                return (f"layer '{layer.name}' ({layer.type}) gives {list(one[blob])} at batch 1 and "
+                        f"{list(two[blob])} at batch 2")
+    return None

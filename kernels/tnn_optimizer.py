@@ -31,7 +31,10 @@ def fuse_conv_activation(net: Net) -> Net:
     As in TNN: Sigmoid fuses only as `x * sigmoid(x)` (Sigmoid then Mul of the conv output and
     the sigmoid output); a quantized convolution takes only ReLU and ReLU6; a convolution
     that already has an activation is left alone. The convolution takes over the activation's
-    output blob, so later layers and scales see the same names.
+    output blob, so later layers and scales see the same names. Also as in TNN (a bug there):
+    a Sigmoid+Mul pair that matches but does not fuse (a quantized convolution, or a conv
+    output with other readers) keeps only its Mul, so the Sigmoid's output is never made.
+    Writers avoid the pattern (quantization_cmd.plan swaps the Mul's operands).
     """
     layers = net.layers
     fused: List[Layer] = [layers[0]] if layers else []
@@ -61,6 +64,8 @@ def fuse_conv_activation(net: Net) -> Net:
             conv.params = dict(conv.params, activation_type=kind)
             conv.outputs = list(absorbed[-1].outputs)
             fused[-1] = conv
+        elif current.type == "Sigmoid":
+            fused.append(absorbed[-1])  # TNN drops the Sigmoid it stepped over
         else:
             fused.extend(absorbed)
         index = end

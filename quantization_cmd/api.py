@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from kernels.shapes import infer_shapes
+from kernels.shapes import batch_mismatch, infer_shapes
 from tnnformat import BlobScale, Net, save
 
 from .calibrate import ComputeScales, HistogramStatistics, RangeStatistics
@@ -88,10 +88,11 @@ def quantize(net: Net, samples: Optional[Samples] = None, config: QuantConfig = 
     `default_passes()` unless given; `on_event`: progress and warnings (see `events`)."""
     config, plan, table, table_name = prepare(net, config, table)
     state = QuantState(net, config, plan, dict(statistics or {}), emit=on_event)
-    source = SampleSource(samples, net) if samples is not None else None
+    one_at_a_time = batch_mismatch(net) is not None
+    source = SampleSource(samples, net, one_at_a_time) if samples is not None else None
     run(passes if passes is not None else default_passes(histograms, table, table_name), state, source)
     result = QuantResult(state.net, state.scales, state.statistics, state.plan, config)
     if fidelity_samples is not None:
-        result.fidelity = measure(state.plan.net, state.net, SampleSource(fidelity_samples, net),
+        result.fidelity = measure(state.plan.net, state.net, SampleSource(fidelity_samples, net, one_at_a_time),
                                   activation_bits(state.plan), state.plan.float_layers, on_event)
     return result

@@ -16,7 +16,7 @@ import click
 import tnnformat
 from tnnformat import TnnFormatError
 
-from .cli_support import (ALL_INPUTS, NumberChoice, ProgressRenderer, Samples, check_writable,
+from .cli_support import (ALL_INPUTS, BATCH, NumberChoice, ProgressRenderer, Samples, check_writable,
                           model_inputs, preprocessing_options)
 from .config import (MAX_BITS, MIN_BITS, TNN_BLOB_METHODS, TNN_MERGE_TYPES, TNN_WEIGHT_METHODS,
                      ConfigError, QuantConfig, apply_changes, float_layers_override, from_tnn_flags,
@@ -99,6 +99,19 @@ def input_items(values: Sequence[str], inputs: Dict[str, tuple], flag: str) -> L
                                  + ", ".join(f"{n}: {c}" for n, c in counts.items()) + "); they are paired in "
                                  "sorted order", param_hint=flag)
     return [{name: files[name][k] for name in inputs} for k in range(next(iter(counts.values())))]
+
+
+def model_batches(net) -> Tuple[int, int]:
+    """Samples per forward pass for calibration and for the int8 check: 1 (said once) for a
+    model whose shapes do not follow the batch."""
+    from kernels.shapes import batch_mismatch
+
+    mismatch = batch_mismatch(net)
+    if mismatch is None:
+        return BATCH, COMPARE_BATCH
+    click.echo(f"note: the model's shapes do not follow the batch ({mismatch}); running one sample "
+               "at a time", err=True)
+    return 1, 1
 
 
 def usable_samples(values: Sequence[str], inputs: Dict[str, tuple], prep, flag: str, size: int) -> Samples:
@@ -209,13 +222,14 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     except (TnnFormatError, KernelError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     inputs, prep = model_inputs(net, reverse_channel, bias, scale)
-    samples = usable_samples(input_path, inputs, prep, "'-i' / '--input_path'", 8) if input_path else None
+    batch, compare_batch = model_batches(net)
+    samples = usable_samples(input_path, inputs, prep, "'-i' / '--input_path'", batch) if input_path else None
     check_source = None
     if not skip_fidelity:
         if eval_path:
-            check_source = usable_samples(eval_path, inputs, prep, "'--eval_path'", COMPARE_BATCH)
+            check_source = usable_samples(eval_path, inputs, prep, "'--eval_path'", compare_batch)
         elif samples is not None:
-            check_source = samples.rebatched(COMPARE_BATCH)
+            check_source = samples.rebatched(compare_batch)
         else:
             raise click.UsageError("with --load_table and no -i, give --eval_path or --skip_fidelity")
 

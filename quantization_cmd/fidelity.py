@@ -8,7 +8,7 @@ puts the layer where accuracy is lost at the top (TNN's tool says nothing about 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
@@ -17,6 +17,7 @@ from kernels import Interpreter
 from tnnformat import Net
 
 from .events import Listener, Progress, TaskDone, ignore
+from .output_measures import ClassAgreement, OutputMeasure, measure_for
 
 
 @dataclass
@@ -58,18 +59,12 @@ class Fidelity:
     blobs: List[BlobError]
     outputs: List[BlobError]
     samples: int = 0
-    top1_agree: Optional[int] = None  # None when the output does not look like class scores
+    top1_agree: Optional[int] = None  # None when the first output does not look like class scores
+    measures: Dict[str, OutputMeasure] = field(default_factory=dict)  # by output, where one applies
 
     @property
     def worst_first(self) -> List[BlobError]:
         return sorted(self.blobs, key=lambda b: (b.cosine, b.sqnr_db))
-
-
-def _class_scores(value: np.ndarray) -> Optional[np.ndarray]:
-    """(n, classes) if `value` looks like one score vector per sample, else None."""
-    flat = value.reshape(value.shape[0], -1)
-    squeezable = value.ndim == 2 or all(d == 1 for d in value.shape[2:])
-    return flat if squeezable and flat.shape[1] >= 2 else None
 
 
 FLOAT_MARK = "(float)"
@@ -97,8 +92,6 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
     errors = {b: BlobError(b, label(b)) for b in compared}
     outputs = {b: BlobError(b, producers[b].name if b in producers else "") for b in int8_net.outputs}
     result = Fidelity(list(errors.values()), list(outputs.values()))
-    first_output = int8_net.outputs[0]
-    agree: Optional[int] = 0
     task = "comparing int8 with float"
     total = getattr(batches, "batches", None)
     emit(Progress(task, 0, total))
@@ -115,15 +108,15 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
 
         expected = float_run.forward(batch, hook=keep)
         got = int8_run.forward(batch, hook=compare)
+        if done == 1:
+            result.measures = {name: m for name in outputs if (m := measure_for(expected[name])) is not None}
         for name, err in outputs.items():
             err.add(expected[name], got[name])
-        scores = _class_scores(expected[first_output])
-        if scores is None or agree is None:
-            agree = None
-        else:
-            agree += int(np.sum(scores.argmax(1) == _class_scores(got[first_output]).argmax(1)))
+            if name in result.measures:
+                result.measures[name].add(expected[name], got[name])
         result.samples += next(iter(batch.values())).shape[0]
         emit(Progress(task, done, total))
     emit(TaskDone(task))
-    result.top1_agree = agree
+    first = result.measures.get(int8_net.outputs[0])
+    result.top1_agree = first.agree if isinstance(first, ClassAgreement) else None
     return result

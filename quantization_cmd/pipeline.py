@@ -34,9 +34,12 @@ STAGES = (FLOAT_MODEL, RANGES, QUANTIZE, REFINE)
 
 
 class SampleSource:
-    """Samples as the pipeline reads them: batches, again for each data pass."""
+    """Samples as the pipeline reads them: batches, again for each data pass. With
+    `one_at_a_time` (models whose shapes do not follow the batch) every batch is cut into
+    single samples."""
 
-    def __init__(self, samples: Samples, net: Net):
+    def __init__(self, samples: Samples, net: Net, one_at_a_time: bool = False):
+        self.one_at_a_time = one_at_a_time
         if isinstance(samples, np.ndarray):
             if len(net.inputs) != 1:
                 raise ValueError(f"the model has {len(net.inputs)} inputs: give a dict of arrays")
@@ -56,7 +59,13 @@ class SampleSource:
             self.batches = len(samples) if hasattr(samples, "__len__") else None
 
     def __iter__(self) -> Iterator[Batch]:
-        return iter(self._make())
+        for batch in self._make():
+            count = len(next(iter(batch.values())))
+            if not self.one_at_a_time or count == 1:
+                yield batch
+                continue
+            for i in range(count):
+                yield {name: value[i:i + 1] for name, value in batch.items()}
 
 
 @dataclass

@@ -17,11 +17,12 @@ observes only the blobs whose statistics end up in the model.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Dict, List, Optional, Set, Tuple
 
-from kernels import runtime_graph
+from kernels.tnn_optimizer import fuse_conv_activation
 from tnnformat import Layer, Net
 
 from .blob_methods import blob_method
@@ -142,13 +143,38 @@ def _blob_config(config: QuantConfig, scopes: _Scopes, names: List[str], produce
     return result
 
 
+def _int8_graph(float_net: Net, will_quantize: Set[str]) -> Net:
+    """The graph TNN's runtime will see for the int8 model: activations fused into the
+    convolutions before them by the rules for quantized convolutions (only ReLU and ReLU6;
+    the others run as layers of their own, in float). A Mul(conv output, sigmoid output)
+    after a quantized convolution gets its operands swapped, or TNN's fusion pass would drop
+    the Sigmoid (see kernels.tnn_optimizer)."""
+    layers = [copy.copy(layer) for layer in float_net.layers]
+    for index, layer in enumerate(layers):
+        layer.quantized = layer.name in will_quantize
+        after = layers[index + 2] if index + 2 < len(layers) else None
+        if (after is not None and layer.quantized and layer.type == "Convolution"
+                and layers[index + 1].type == "Sigmoid" and after.type == "Mul"
+                and after.inputs == [layer.outputs[0], layers[index + 1].outputs[0]]):
+            layers[index + 2] = copy.copy(after)
+            layers[index + 2].inputs = list(reversed(after.inputs))
+    marked = copy.copy(float_net)
+    marked.layers = layers
+    net = fuse_conv_activation(marked)
+    net.layers = [copy.copy(layer) for layer in net.layers]
+    for layer in net.layers:
+        layer.quantized = False
+    return net
+
+
 def make_plan(float_net: Net, config: QuantConfig, shapes: Dict[str, tuple]) -> Plan:
     """Plan the quantization of `float_net` under `config`; `shapes` gives every blob's shape
     (batch first)."""
     config.check()
-    net = runtime_graph(float_net)
-    scopes = _Scopes(net)
-    settings = {layer.name: _layer_config(config, scopes, layer) for layer in net.layers}
+    scopes = _Scopes(float_net)
+    settings = {layer.name: _layer_config(config, scopes, layer) for layer in float_net.layers}
+    net = _int8_graph(float_net, {layer.name for layer in float_net.layers
+                                  if _is_quantizable(layer, float_net) and settings[layer.name].quantize})
     float_layers = [layer.name for layer in net.layers
                     if _is_quantizable(layer, net) and not settings[layer.name].quantize]
     quantized = {layer.name for layer in net.layers

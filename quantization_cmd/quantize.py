@@ -17,13 +17,17 @@ from kernels.rounding import round_half_away
 from tnnformat import BLOB_SCALE_SUFFIX, BlobScale, Layer, Net, RawBuffer, Resource, TnnFormatError
 
 from .config import LayerConfig
-from .events import Progress, TaskDone
+from .events import Listener, Notice, Progress, TaskDone, ignore
 from .pipeline import QUANTIZE, Pass, QuantState
 from .plan import Plan
 from .weight_methods import weight_method
 
 #: An all-zero weight row gets scale |bias| / 2**20, so its int32 bias is exactly +-2**20.
 ZERO_ROW_BIAS_STEPS = float(2 ** 20)
+#: A weight row whose largest |w| is below this share of the layer's is a dead channel (real
+#: models have rows of 1e-30 beside rows of 0.1): it is quantized to zeros, its bias kept.
+NEGLIGIBLE_ROW = 1e-6
+INT32_MAX = np.iinfo(np.int32).max
 
 
 def _flat(values: np.ndarray) -> RawBuffer:
@@ -44,12 +48,34 @@ def _zero_rows_kept(scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return np.where(scale == 0, stand_in, scale).astype(np.float32)
 
 
-def _quantize_weights(layer: Layer, weights: np.ndarray, bias, config: LayerConfig,
-                      post_scale: np.ndarray):
+def _channels(mask: np.ndarray) -> str:
+    index = np.flatnonzero(mask)
+    shown = ", ".join(str(i) for i in index[:8])
+    return shown + (f" and {index.size - 8} more" if index.size > 8 else "")
+
+
+def _without_dead_rows(layer: Layer, weights: np.ndarray, original: np.ndarray, emit: Listener) -> np.ndarray:
+    """`weights` with the rows that are negligible in the layer's `original` float weights (dead
+    channels; judged before the input scales multiply them) set to zero, and a warning naming them."""
+    absmax = np.abs(original).max(axis=1)
+    dead = (absmax > 0) & (absmax <= NEGLIGIBLE_ROW * absmax.max())
+    if not dead.any():
+        return weights
+    emit(Notice(f"layer '{layer.name}': weight rows (output channels) {_channels(dead)} are negligible "
+                f"(largest |w| {absmax[dead].max():.3g} against {absmax.max():.3g} in the layer): "
+                "quantized to zeros, their bias kept"))
+    return np.where(dead[:, None], np.float32(0), weights)
+
+
+def _quantize_weights(layer: Layer, weights: np.ndarray, original: np.ndarray, bias, config: LayerConfig,
+                      post_scale: np.ndarray, emit: Listener):
     """int8 weights, scale, zero point and int32 bias of a layer whose weights are (out, ...)
     and already multiplied by the input scale; `post_scale` multiplies the weight scale after
-    quantization (depthwise convolutions)."""
+    quantization (depthwise convolutions). A bias that does not fit int32 at its weight scale
+    saturates at +-(2**31 - 1), with a warning naming the layer and channels."""
     method = weight_method(config.weight_method)
+    if not config.per_tensor:
+        weights = _without_dead_rows(layer, weights, original.reshape(weights.shape[0], -1), emit)
     q, scale, zero_point = method.quantize(_weight_rows(weights, config.per_tensor), config.bits)
     scale = (scale * post_scale).astype(np.float32)
     zeros = np.zeros(weights.shape[0], np.float32)
@@ -57,13 +83,17 @@ def _quantize_weights(layer: Layer, weights: np.ndarray, bias, config: LayerConf
     resource = {"zero_point": _flat(zero_point.astype(np.int8)), "scale": _flat(scale)}
     if bias is not None:
         steps = round_half_away(bias.astype(np.float64) / np.broadcast_to(scale, bias.shape))
-        if np.any(np.abs(steps) > np.iinfo(np.int32).max):
-            raise TnnFormatError("the bias does not fit int32 at this weight scale", layer=layer.name)
+        over = np.abs(steps) > INT32_MAX
+        if over.any():
+            emit(Notice(f"layer '{layer.name}': the bias of output channels {_channels(over)} does not fit "
+                        "int32 at its weight scale; saturated at +-(2**31 - 1)"))
+            steps = np.clip(steps, -INT32_MAX, INT32_MAX)
         resource["bias"] = _flat(steps.astype(np.int32))
     return resource, q.reshape(-1)
 
 
-def _conv(layer: Layer, res: Resource, input_scale: np.ndarray, config: LayerConfig) -> Resource:
+def _conv(layer: Layer, res: Resource, input_scale: np.ndarray, config: LayerConfig,
+          emit: Listener = ignore) -> Resource:
     p = layer.params
     weights = res["filter"].numpy(np.float32)
     out, group = p["output_channel"], max(p["group"], 1)
@@ -85,17 +115,18 @@ def _conv(layer: Layer, res: Resource, input_scale: np.ndarray, config: LayerCon
         w = w * (s.reshape(1, 1, 1, 1) if s.size == 1 else s.reshape(group, 1, in_per_group, 1))
         post = np.float32(1)
     bias = res["bias"].numpy(np.float32).reshape(-1) if p.get("bias") else None
-    resource, q = _quantize_weights(layer, w.reshape(out, -1), bias, config, post)
+    resource, q = _quantize_weights(layer, w.reshape(out, -1), weights, bias, config, post, emit)
     resource["filter"] = _flat(q)
     return resource
 
 
-def _inner_product(layer: Layer, res: Resource, input_scale: np.ndarray, config: LayerConfig) -> Resource:
+def _inner_product(layer: Layer, res: Resource, input_scale: np.ndarray, config: LayerConfig,
+                   emit: Listener = ignore) -> Resource:
     out = layer.params["num_output"]
-    weights = res["weight"].numpy(np.float32).reshape(out, -1)
-    weights = weights * input_scale.astype(np.float32).max()
+    original = res["weight"].numpy(np.float32).reshape(out, -1)
+    weights = original * input_scale.astype(np.float32).max()
     bias = res["bias"].numpy(np.float32).reshape(-1) if layer.params.get("has_bias") else None
-    resource, q = _quantize_weights(layer, weights, bias, config, np.float32(1))
+    resource, q = _quantize_weights(layer, weights, original, bias, config, np.float32(1), emit)
     resource["weight"] = _flat(q)
     if bias is None:  # InnerProduct always stores a bias buffer
         resource["bias"] = res["bias"]
@@ -119,7 +150,8 @@ def quantize_net(float_net: Net, plan: Plan, scales: Dict[str, BlobScale], state
         if layer.name not in float_net.resources:
             raise TnnFormatError("the model has no weights for this layer", layer=layer.name)
         make = _conv if layer.type == "Convolution" else _inner_product
-        resources[layer.name] = make(layer, float_net.resources[layer.name], input_scale, plan.layers[layer.name])
+        resources[layer.name] = make(layer, float_net.resources[layer.name], input_scale, plan.layers[layer.name],
+                                     state.emit)
         done += 1
         state.emit(Progress(task, done, len(weighted)))
     state.emit(TaskDone(task))

@@ -38,11 +38,10 @@ def table_rows(fidelity: Fidelity) -> List[List[str]]:
 
 
 def agreement_line(fidelity: Fidelity) -> str:
-    if fidelity.top1_agree is None:
-        return f"{fidelity.samples} samples compared"
-    rate = 100.0 * fidelity.top1_agree / max(fidelity.samples, 1)
-    return (f"top-1 agreement of int8 with float: {fidelity.top1_agree}/{fidelity.samples} "
-            f"({rate:.1f}%)")
+    """What int8 changes in the outputs, by the measure each output calls for (output_measures)."""
+    lines = [m.summary() if len(fidelity.measures) == 1 else f"{name}: {m.summary()}"
+             for name, m in fidelity.measures.items()]
+    return "\n".join(lines) if lines else f"{fidelity.samples} samples compared"
 
 
 def format_table(fidelity: Fidelity, limit: Optional[int] = None) -> str:

@@ -74,6 +74,17 @@ class Elu(Kernel):
         return [np.where(x > 0, x, layer.params["alpha"] * np.expm1(np.minimum(x, 0))).astype(np.float32)]
 
 
+@register("Power")
+class Power(Kernel):
+    """TNN's Power layer: (x * scale + shift) ** exponent."""
+    per_sample = True
+
+    def run(self, layer, state, inputs):
+        p = layer.params
+        base = inputs[0] * np.float32(p["scale"]) + np.float32(p["shift"])
+        return [np.power(base, np.float32(p["exponent"])).astype(np.float32)]
+
+
 def _hard_sigmoid(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     return np.clip(x * np.float32(alpha) + np.float32(beta), 0, 1).astype(np.float32)
 

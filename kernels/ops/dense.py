@@ -11,6 +11,10 @@ from ..rounding import float2int8
 
 @register("InnerProduct")
 class InnerProduct(Kernel):
+    """One matrix-vector product per row: BLAS's matrix product sums in an order that depends
+    on how many rows it is given, so a batch would not give each sample's batch-1 result (and
+    a calibration at batch 8 not the scales of batch 1)."""
+
     def shapes(self, layer, inputs, resource):
         axis = layer.params["axis"]
         return [tuple(inputs[0][:axis]) + (layer.params["num_output"],)]
@@ -31,7 +35,7 @@ class InnerProduct(Kernel):
         if rows.shape[1] != weight_t.shape[0]:
             raise KernelError(f"layer '{layer.name}': input {list(x.shape)} gives {rows.shape[1]} "
                               f"features from axis {axis}, the weights take {weight_t.shape[0]}")
-        y = rows @ weight_t
+        y = np.stack([row @ weight_t for row in rows]) if len(rows) else rows @ weight_t
         if bias is not None:
             y += bias
         return [y.reshape(tuple(x.shape[:axis]) + (weight_t.shape[1],)).astype(np.float32, copy=False)]

@@ -19,6 +19,15 @@ def unary(ctx: Context, node: Node) -> None:
     ctx.emit(UNARY[node.op_type], node.inputs, node.outputs)
 
 
+@converts("Pow")
+def power(ctx: Context, node: Node) -> None:
+    """x ** c with a constant scalar c: TNN's Power layer (exponent c, scale 1, shift 0)."""
+    exponent = ctx.const(node.inputs[1])
+    if exponent is None or exponent.size != 1:
+        raise ctx.fail("only a constant scalar exponent is supported")
+    ctx.emit("Power", node.inputs[:1], node.outputs, {"exponent": float(exponent.reshape(-1)[0])})
+
+
 @converts("Elu", attrs=("alpha",))
 def elu(ctx: Context, node: Node) -> None:
     ctx.emit("Elu", node.inputs, node.outputs, {"alpha": float(node.attr("alpha", 1.0))})

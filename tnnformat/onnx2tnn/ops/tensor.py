@@ -46,9 +46,15 @@ def emit_spatial_pad(ctx: Context, source: str, pads: Sequence[Tuple[int, int]],
 
 @converts("Reshape", attrs=("allowzero",))
 def reshape(ctx: Context, node: Node) -> None:
+    """A target shape whose first dimension is the input's (the batch, at the size the graph
+    was converted at) is written with 0 there, TNN's "keep this dimension": the literal batch
+    an exporter folded in then follows whatever batch the model runs at."""
     shape = _ints(ctx.need_const(node.inputs[1], "the target shape"))
     if node.attr("allowzero", 0) and 0 in shape:
         raise ctx.fail("allowzero=1 with a 0 in the shape is not supported")
+    source = ctx.shape(node.inputs[0])
+    if shape and source and shape[0] == source[0] and -1 not in shape[:1]:
+        shape = [0] + shape[1:]
     ctx.emit("Reshape", node.inputs[:1], node.outputs,
              dict(axis=0, num_axes=len(shape), shape=shape, reshape_type=0))
 
