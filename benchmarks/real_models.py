@@ -147,7 +147,8 @@ def evaluate(model: Model, flags: str, calibrate: int = 16, check: int = 2, fold
     row.layers, row.quantized = len(result.plan.net.layers), len(result.plan.quantized)
     fidelity = result.fidelity
     row.cosine = min(o.cosine for o in fidelity.outputs)
-    row.measure = "; ".join(m.summary() for m in fidelity.measures.values())
+    named = len(fidelity.measures) > 1
+    row.measure = "; ".join(f"{k}: {m.summary()}" if named else m.summary() for k, m in fidelity.measures.items())
     with tempfile.TemporaryDirectory() as tmp:
         prefix = Path(folder or tmp) / f"{model.name}_int8"
         result.save(str(prefix))

@@ -16,7 +16,8 @@ from .blob_methods import BlobStats, blob_method
 from .events import Notice, Progress, TaskDone
 from .pipeline import RANGES, Pass, QuantState
 from .plan import Plan
-from .statistics import HISTOGRAM, MEAN_ABS, RANGE, Histogram, MeanAbs, Range, StatKey, Statistic, Statistics
+from .statistics import (HISTOGRAM, MEAN_ABS, RANGE, SAMPLE_QUANTILES, Histogram, MeanAbs, Range, SampleQuantiles,
+                         StatKey, Statistic, Statistics)
 
 
 def blob_stats(plan: Plan, statistics: Statistics, blob: str) -> BlobStats:
@@ -24,14 +25,17 @@ def blob_stats(plan: Plan, statistics: Statistics, blob: str) -> BlobStats:
     config = plan.blobs[blob]
     shape = plan.sample_shape(blob)
 
-    def get(kind: str):
-        return statistics.get(StatKey(blob, kind, config.per_tensor))
+    def get(kind: str, param=None):
+        return statistics.get(StatKey(blob, kind, config.per_tensor, param))
 
-    return BlobStats(blob, shape, config, get(RANGE), get(MEAN_ABS), get(HISTOGRAM))
+    method = blob_method(config.method)
+    quantiles = get(SAMPLE_QUANTILES, method.param(config)) if SAMPLE_QUANTILES in method.needs else None
+    return BlobStats(blob, shape, config, get(RANGE), get(MEAN_ABS), get(HISTOGRAM), quantiles)
 
 
 class RangeStatistics(Pass):
-    """First data pass: the range of every observed blob, and mean |x| where a method needs it."""
+    """First data pass: the range of every observed blob, and mean |x| or per-sample quantiles
+    where a method needs them."""
 
     name = "range"
     stage = RANGES
@@ -42,8 +46,13 @@ class RangeStatistics(Pass):
             shape = state.plan.sample_shape(blob)
             channels = shape[0] if shape else 1
             wanted[StatKey(blob, RANGE, config.per_tensor)] = Range(channels, config.per_tensor)
-            if MEAN_ABS in blob_method(config.method).needs:
+            method = blob_method(config.method)
+            if MEAN_ABS in method.needs:
                 wanted[StatKey(blob, MEAN_ABS, config.per_tensor)] = MeanAbs(channels, config.per_tensor)
+            if SAMPLE_QUANTILES in method.needs:
+                outlier = method.param(config)
+                wanted[StatKey(blob, SAMPLE_QUANTILES, config.per_tensor, outlier)] = \
+                    SampleQuantiles(channels, config.per_tensor, outlier)
         return wanted
 
     def apply(self, state: QuantState) -> None:

@@ -125,11 +125,15 @@ def usable_samples(values: Sequence[str], inputs: Dict[str, tuple], prep, flag: 
 
 
 def build_config(blob_method: int, weight_method: int, merge_type: int, config_file: Optional[str],
-                 float_layers: Optional[str], weight_bits: Optional[int], blob_bits: Optional[int]) -> QuantConfig:
+                 float_layers: Optional[str], weight_bits: Optional[int], blob_bits: Optional[int],
+                 range_method: Optional[str] = None, range_param: Optional[float] = None) -> QuantConfig:
     """TNN's flags, then the config file, then the flags that override both."""
     config = from_tnn_flags(blob_method, weight_method, merge_type)
     if config_file:
         config = load_json(config_file, config)
+    if range_method is not None or range_param is not None:
+        changes = {k: v for k, v in (("method", range_method), ("param", range_param)) if v is not None}
+        config = QuantConfig(apply_changes(config.activations, changes, "--range"), config.weights, config.overrides)
     if weight_bits is not None:
         config = QuantConfig(config.activations, apply_changes(config.weights, {"bits": weight_bits}, "--weight_bits"),
                              config.overrides)
@@ -155,6 +159,7 @@ def describe(config: QuantConfig, merge_type: int, float_count: int) -> str:
 
 
 BITS = click.IntRange(MIN_BITS, MAX_BITS)
+NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -173,6 +178,10 @@ BITS = click.IntRange(MIN_BITS, MAX_BITS)
     help="Granularity. " + "; ".join(f"{k}: {v}" for k, v in MERGE_TYPES.items()))
 @click.option("-o", "--output", default="model_quantized", show_default=True,
               help="Output name: writes <output>.tnnproto and <output>.tnnmodel.")
+@click.option("--range", "range_method", metavar="NAME",
+              help="Blob range method by name, beyond TNN's -b numbers: " + ", ".join(NEW_RANGE_METHODS) + ".")
+@click.option("--range_param", type=float,
+              help="The range method's parameter (PERCENTILE: the percentile; QUANTILE_*: the outlier probability).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="JSON config: defaults and per-layer/blob overrides (see the README).")
 @click.option("--float_layers", help="Comma-separated layer names, globs or layer types to keep float.")
@@ -189,7 +198,7 @@ BITS = click.IntRange(MIN_BITS, MAX_BITS)
               help="Write an HTML report: the table and every observed blob's histogram with its thresholds.")
 @click.option("--skip_fidelity", is_flag=True, help="Do not run the int8-vs-float comparison.")
 def main(proto, model, input_path, blob_method, weight_method, reverse_channel, bias, scale, merge_type,
-         output, config_file, float_layers, weight_bits, blob_bits, dump_table, load_table, encodings,
+         output, range_method, range_param, config_file, float_layers, weight_bits, blob_bits, dump_table, load_table, encodings,
          eval_path, report_path, skip_fidelity):
     """Quantize a float TNN model to int8, calibrated on a folder of images or tensors.
 
@@ -217,7 +226,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     try:
         net = tnnformat.load(proto, model)
         config = build_config(blob_method, weight_method, merge_type, config_file, float_layers,
-                              weight_bits, blob_bits)
+                              weight_bits, blob_bits, range_method, range_param)
         prepare(net, config, load_table)  # the config and table fit the model, before any data is read
     except (TnnFormatError, KernelError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -42,12 +42,15 @@ def _check_granularity(value: Any, where: str) -> str:
 @dataclass(frozen=True)
 class BlobConfig:
     """How one blob's scale is found: a range method (by name), per channel or per tensor,
-    the bit width, and symmetric or not (None: the method's own choice)."""
+    the bit width, symmetric or not (None: the method's own choice), and the method's one
+    parameter where it has one (PERCENTILE's percentile, QUANTILE_*'s outlier probability;
+    None: the method's default)."""
 
     method: str = "MIN_MAX"
     granularity: str = "channel"
     bits: int = 8
     symmetric: Optional[bool] = None
+    param: Optional[float] = None
 
     @property
     def per_tensor(self) -> bool:
@@ -62,6 +65,14 @@ class BlobConfig:
         if self.symmetric is not None and self.symmetric not in method.symmetry:
             kinds = "symmetric" if self.symmetric else "asymmetric"
             raise ConfigError(f"{where}: blob method {self.method} has no {kinds} form")
+        if self.param is not None:
+            if method.param_range is None:
+                raise ConfigError(f"{where}: blob method {self.method} takes no param")
+            low, high = method.param_range
+            if isinstance(self.param, bool) or not isinstance(self.param, (int, float)) \
+                    or not low < self.param < high:
+                raise ConfigError(f"{where}: {self.method}'s param must be a number in ({low}, {high}), "
+                                  f"got {self.param!r}")
         return self
 
 

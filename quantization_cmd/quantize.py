@@ -45,6 +45,7 @@ def _zero_rows_kept(scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
         return scale
     magnitude = np.abs(bias) if scale.size > 1 else np.abs(bias).max(keepdims=True)
     stand_in = np.where(magnitude > 0, magnitude / ZERO_ROW_BIAS_STEPS, 1.0).astype(np.float32)
+    stand_in = np.maximum(stand_in, np.finfo(np.float32).tiny)  # a denormal bias must not give scale 0
     return np.where(scale == 0, stand_in, scale).astype(np.float32)
 
 

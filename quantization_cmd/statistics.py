@@ -10,7 +10,7 @@ into scales is the job of `blob_methods`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterable, Mapping, Union
+from typing import Dict, Mapping, Optional, Union
 
 import numpy as np
 
@@ -20,14 +20,15 @@ EMPTY_CHANNEL = 1e-5
 #: TNN counts in float32 starting from 1e-7: a bin stops growing at 2**24.
 FLOAT32_COUNT_LIMIT = float(2 ** 24)
 
-RANGE, MEAN_ABS, HISTOGRAM = "range", "mean_abs", "histogram"
+RANGE, MEAN_ABS, HISTOGRAM, SAMPLE_QUANTILES = "range", "mean_abs", "histogram", "sample_quantiles"
 
 
 @dataclass(frozen=True)
 class StatKey:
     blob: str
-    kind: str  # RANGE, MEAN_ABS or HISTOGRAM
+    kind: str  # RANGE, MEAN_ABS, HISTOGRAM or SAMPLE_QUANTILES
     per_tensor: bool
+    param: Optional[float] = None  # what the statistic depends on beyond that (a quantile's p)
 
 
 def by_channel(x: np.ndarray, per_tensor: bool) -> np.ndarray:
@@ -108,6 +109,7 @@ class Histogram:
         safe = np.where(valid, absmax, 1.0).astype(np.float32)
         self.interval = (np.float32(BINS) / safe).astype(np.float32)
         self.counts = np.zeros((absmax.size, BINS), np.int64)
+        self.zeros = np.zeros(absmax.size, np.int64)  # exact zeros, kept apart (TNN's bins skip them)
 
     @classmethod
     def over(cls, value_range: Range) -> "Histogram":
@@ -121,15 +123,17 @@ class Histogram:
         bins = np.minimum(index.astype(np.int32), BINS - 1)
         bins += (np.arange(channels, dtype=np.int32) * BINS)[:, None]
         counts = np.bincount(bins.ravel(), minlength=channels * BINS).reshape(channels, BINS)
-        counts[:, 0] -= np.count_nonzero(flat == 0, axis=1)  # zeros are not counted
+        zeros = np.count_nonzero(flat == 0, axis=1)
+        counts[:, 0] -= zeros  # zeros are not counted
         counts[~self.valid] = 0
         self.counts += counts
+        self.zeros += np.where(self.valid, zeros, 0)
 
     def merge(self, other: "Histogram") -> "Histogram":
         if not np.array_equal(self.interval, other.interval):
             raise ValueError("histograms over different ranges do not merge")
         out = Histogram(self.absmax, self.valid, self.per_tensor)
-        out.counts = self.counts + other.counts
+        out.counts, out.zeros = self.counts + other.counts, self.zeros + other.zeros
         return out
 
     def distribution(self) -> np.ndarray:
@@ -138,7 +142,37 @@ class Histogram:
         return counts / counts.sum(axis=1, keepdims=True)
 
 
-Statistic = Union[Range, MeanAbs, Histogram]
+class SampleQuantiles:
+    """Each sample's low and high quantile per channel (per tensor: of the whole sample), kept
+    per sample so that estimators can aggregate them (OpenVINO POT's mean or median of
+    per-sample minima and maxima with an outlier probability). Per sample, not per batch,
+    so the result does not depend on how the data is batched."""
+
+    kind = SAMPLE_QUANTILES
+
+    def __init__(self, channels: int, per_tensor: bool, outlier: float):
+        self.per_tensor, self.outlier = per_tensor, outlier
+        self.channels = 1 if per_tensor else channels
+        self.low: list = []
+        self.high: list = []
+
+    def observe(self, x: np.ndarray) -> None:
+        rows = x.reshape(x.shape[0], 1 if self.per_tensor or x.ndim < 2 else x.shape[1], -1)
+        low, high = np.quantile(rows, [self.outlier, 1 - self.outlier], axis=2)
+        self.low.append(low.astype(np.float32))
+        self.high.append(high.astype(np.float32))
+
+    def merge(self, other: "SampleQuantiles") -> "SampleQuantiles":
+        out = SampleQuantiles(self.channels, self.per_tensor, self.outlier)
+        out.low, out.high = self.low + other.low, self.high + other.high
+        return out
+
+    def values(self):
+        """(samples, channels) low and high quantiles."""
+        return np.concatenate(self.low), np.concatenate(self.high)
+
+
+Statistic = Union[Range, MeanAbs, Histogram, SampleQuantiles]
 Statistics = Dict[StatKey, Statistic]
 
 
@@ -151,8 +185,3 @@ def merge(*shards: Mapping[StatKey, Statistic]) -> Statistics:
             raise ValueError(f"shards hold different statistics (e.g. for blob '{missing[0]}')")
         out = {key: out[key].merge(stat) for key, stat in shard.items()}
     return out
-
-
-def observe_all(statistics: Iterable[Statistic], value: np.ndarray) -> None:
-    for stat in statistics:
-        stat.observe(value)

@@ -227,3 +227,79 @@ def test_all_zero_weights_keep_their_bias():
     assert np.all(scale > 0) and np.all(np.isfinite(scale))
     np.testing.assert_allclose(res["bias"].numpy()[1:] * scale[1:], bias[1:], atol=1e-6)  # exact
     assert abs(res["bias"].numpy()[0] * scale[0] - bias[0]) <= scale[0] / 2  # an ordinary row
+
+
+def test_percentile_threshold_counts_zeros_and_reads_the_bin_edge():
+    x = np.zeros((1, 1, 100, 100), np.float32)
+    x.reshape(-1)[:5000] = np.linspace(0.001, 1.0, 5000)  # half zeros, half uniform up to 1
+    s = stats_of(x, histogram=True, method="PERCENTILE")
+    from quantization_cmd.blob_methods import percentile
+    # the 75th percentile of |x| is the middle of the non-zero half: 0.5 (to a bin)
+    np.testing.assert_allclose(percentile.thresholds(s, 75.0), [0.5], atol=1 / 2048 + 1e-3)
+    scale, zp = BLOB_METHODS["PERCENTILE"].scales(s)
+    assert 0.99 / 127 <= scale[0] <= 1.0 / 127 * 1.001 and zp[0] == 0
+
+
+def test_mse_threshold_of_a_known_distribution():
+    """200000 Gaussian values and one outlier at 10: MIN_MAX takes the outlier; MSE clips where
+    the outlier's clipping error (10 - t)^2 meets the grid's rounding error, 2e5 (t / 127)^2 / 12,
+    near t = 5 (worked out by hand: 52 at t = 4, 51 at 5, 53 at 6)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 1, 400, 500)).astype(np.float32)
+    x[0, 0, 0, 0] = 10.0
+    s = stats_of(x, histogram=True, method="MSE")
+    scale, _ = BLOB_METHODS["MSE"].scales(s)
+    threshold = scale[0] * 127
+    assert 4.0 < threshold < 6.0, threshold
+    from quantization_cmd.blob_methods import mse
+    errors = mse.errors(s.histogram.counts, s.histogram.interval, 8)[0]
+    assert errors.argmin() == int(round(threshold * s.histogram.interval[0])) - 1
+    assert errors.min() < errors[-1]  # better than clipping at the largest |x|
+
+
+def test_quantile_methods_aggregate_per_sample_quantiles():
+    from quantization_cmd.statistics import SampleQuantiles
+
+    x = np.random.default_rng(1).uniform(-1, 3, (6, 2, 10, 10)).astype(np.float32)
+    s = stats_of(x, method="QUANTILE_MEAN")
+    s.quantiles = SampleQuantiles(2, False, 0.01)
+    s.quantiles.observe(x[:4])
+    other = SampleQuantiles(2, False, 0.01)
+    other.observe(x[4:])
+    s.quantiles = s.quantiles.merge(other)
+    low, high = s.quantiles.values()
+    assert low.shape == (6, 2)
+    expected_high = np.quantile(x.reshape(6, 2, -1), 0.99, axis=2).mean(axis=0)
+    scale, zp = BLOB_METHODS["QUANTILE_MEAN"].scales(s)
+    np.testing.assert_allclose(scale * 127, expected_high, rtol=1e-5)
+    asym = stats_of(x, method="QUANTILE_MEDIAN")
+    asym.config = BlobConfig("QUANTILE_MEDIAN", symmetric=False)
+    asym.quantiles = s.quantiles
+    scale, zp = BLOB_METHODS["QUANTILE_MEDIAN"].scales(asym)
+    assert np.all(zp != 0) and np.all(scale > 0)
+
+
+def test_method_params_are_checked():
+    from quantization_cmd.config import ConfigError
+
+    BlobConfig("PERCENTILE", param=99.9).check("x")
+    with pytest.raises(ConfigError, match="PERCENTILE's param must be a number in"):
+        BlobConfig("PERCENTILE", param=101).check("x")
+    with pytest.raises(ConfigError, match="MIN_MAX takes no param"):
+        BlobConfig("MIN_MAX", param=1.0).check("x")
+
+
+def test_zero_weight_row_with_a_denormal_bias_gets_a_positive_scale():
+    import warnings
+
+    from quantization_cmd.quantize import _conv
+    from tnnformat import RawBuffer
+
+    weights = np.ones((2, 3, 3, 3), np.float32)
+    weights[1] = 0
+    bias = np.array([0.5, 1e-40], np.float32)  # a denormal, as exporters leave in dead channels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = _conv(conv_layer(out=2), {"filter": RawBuffer.from_array(weights), "bias": RawBuffer.from_array(bias)},
+                    np.ones(3, np.float32), LayerConfig())
+    assert np.all(res["scale"].numpy() > 0) and res["bias"].numpy()[1] == 0

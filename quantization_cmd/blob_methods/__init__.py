@@ -15,7 +15,7 @@ import numpy as np
 
 from ..config import BlobConfig
 from ..registry import Registry
-from ..statistics import Histogram, MeanAbs, Range
+from ..statistics import Histogram, MeanAbs, Range, SampleQuantiles
 
 Scales = Tuple[np.ndarray, np.ndarray]
 
@@ -30,6 +30,7 @@ class BlobStats:
     range: Range
     mean_abs: Optional[MeanAbs] = None
     histogram: Optional[Histogram] = None
+    quantiles: Optional[SampleQuantiles] = None
 
     @property
     def channels(self) -> int:
@@ -56,9 +57,15 @@ class BlobMethod:
     #: TNN estimates from data only blobs with at least 100 values per channel; smaller ones
     #: fall back to MIN_MAX, except for methods that say False here
     small_blob_fallback: bool = True
+    #: the one tunable parameter (BlobConfig.param): its default and open range, if any
+    default_param: Optional[float] = None
+    param_range: Optional[Tuple[float, float]] = None
 
     def is_symmetric(self, config: BlobConfig) -> bool:
         return self.symmetry[0] if config.symmetric is None else config.symmetric
+
+    def param(self, config: BlobConfig) -> Optional[float]:
+        return self.default_param if config.param is None else config.param
 
 
 BLOB_METHODS: Registry[BlobMethod] = Registry("blob method")
@@ -69,10 +76,14 @@ def blob_method(name: str, where: str = "activations") -> BlobMethod:
     return BLOB_METHODS.get(name, where)
 
 
-from . import aciq, asy_min_max, kl_divergence, min_max  # noqa: E402  (modules use the types above)
+from . import aciq, asy_min_max, kl_divergence, min_max, mse, percentile, quantile  # noqa: E402
 
 register(min_max.METHOD)
 register(kl_divergence.METHOD)
 register(asy_min_max.METHOD)
 register(aciq.GAUSS)
 register(aciq.LAPLACE)
+register(percentile.METHOD)
+register(mse.METHOD)
+register(quantile.MEAN)
+register(quantile.MEDIAN)
