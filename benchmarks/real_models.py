@@ -132,6 +132,7 @@ def evaluate(model: Model, flags: str, calibrate: int = 16, check: int = 2, fold
     import tnnformat
     from kernels import Interpreter
     from quantization_cmd import from_tnn_flags, quantize
+    from quantization_cmd.fidelity import BlobError
     from tnnformat.onnx2tnn import convert
     from tnn_runtime import run_tnn
 
@@ -159,9 +160,10 @@ def evaluate(model: Model, flags: str, calibrate: int = 16, check: int = 2, fold
             theirs = run_tnn(Path(f"{prefix}.tnnproto"), sample)
             mine = ours.forward(sample)
             for k in mine:
-                a, b = mine[k].reshape(-1).astype(np.float64), theirs[k].reshape(-1).astype(np.float64)
-                diffs.append(float(np.abs(a - b).max()))
-                cosines.append(float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30)))
+                same = BlobError(k, "")
+                same.add(mine[k].reshape(-1), theirs[k].reshape(-1))
+                diffs.append(same.max_abs)
+                cosines.append(same.cosine)
         row.tnn_max_diff, row.tnn_cosine = max(diffs), min(cosines)
     return row
 

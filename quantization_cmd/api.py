@@ -16,7 +16,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from kernels.shapes import batch_mismatch, infer_shapes
 from tnnformat import BlobScale, Net, save
 
+from .bias_correction import BiasCorrection
 from .calibrate import ComputeScales, HistogramStatistics, RangeStatistics
+from .equalization import CrossLayerEqualization
 from .config import QuantConfig
 from .events import Listener, ignore
 from .fidelity import Fidelity, measure
@@ -55,11 +57,16 @@ def activation_bits(plan: Plan) -> Dict[str, int]:
 
 
 def default_passes(histograms: bool = False, table: Optional[Dict[str, TableEntry]] = None,
-                   table_name: str = "table") -> List[Pass]:
-    """Range statistics, scales and the int8 model; scales from a table need no data."""
+                   table_name: str = "table", bias_correction: bool = False,
+                   equalization: bool = False) -> List[Pass]:
+    """Range statistics, scales and the int8 model; scales from a table need no data;
+    `equalization` rescales the float model first (no data), `bias_correction` refines the
+    int8 model (one more data pass)."""
+    first: List[Pass] = [CrossLayerEqualization()] if equalization else []
+    refine: List[Pass] = [BiasCorrection()] if bias_correction else []
     if table is not None:
-        return [TableScales(table, table_name), WriteInt8()]
-    return [RangeStatistics(), HistogramStatistics(all_blobs=histograms), ComputeScales(), WriteInt8()]
+        return first + [TableScales(table, table_name), WriteInt8()] + refine
+    return first + [RangeStatistics(), HistogramStatistics(all_blobs=histograms), ComputeScales(), WriteInt8()] + refine
 
 
 def prepare(net: Net, config: QuantConfig, table: Union[str, Dict[str, TableEntry], None] = None

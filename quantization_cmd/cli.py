@@ -182,6 +182,10 @@ NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
               help="Blob range method by name, beyond TNN's -b numbers: " + ", ".join(NEW_RANGE_METHODS) + ".")
 @click.option("--range_param", type=float,
               help="The range method's parameter (PERCENTILE: the percentile; QUANTILE_*: the outlier probability).")
+@click.option("--equalize", "equalization", is_flag=True,
+              help="Cross-layer equalization of convolution pairs before calibration (float outputs unchanged).")
+@click.option("--bias_correction", is_flag=True,
+              help="Take the mean output shift int8 causes out of each convolution's bias (one more data pass).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="JSON config: defaults and per-layer/blob overrides (see the README).")
 @click.option("--float_layers", help="Comma-separated layer names, globs or layer types to keep float.")
@@ -198,7 +202,8 @@ NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
               help="Write an HTML report: the table and every observed blob's histogram with its thresholds.")
 @click.option("--skip_fidelity", is_flag=True, help="Do not run the int8-vs-float comparison.")
 def main(proto, model, input_path, blob_method, weight_method, reverse_channel, bias, scale, merge_type,
-         output, range_method, range_param, config_file, float_layers, weight_bits, blob_bits, dump_table, load_table, encodings,
+         output, range_method, range_param, equalization, bias_correction, config_file, float_layers, weight_bits, blob_bits,
+         dump_table, load_table, encodings,
          eval_path, report_path, skip_fidelity):
     """Quantize a float TNN model to int8, calibrated on a folder of images or tensors.
 
@@ -208,7 +213,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     """
     from kernels import KernelError
 
-    from .api import prepare, quantize
+    from .api import default_passes, prepare, quantize
     from .report import format_table, write_html
     from .table import dump_table as write_table, table_header, write_encodings
 
@@ -223,11 +228,13 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         raise click.UsageError("give the calibration inputs with -i (or a table with --load_table)")
     if not input_path and report_path is not None:
         raise click.UsageError("--report shows the calibration histograms: it needs -i")
+    if not input_path and bias_correction:
+        raise click.UsageError("--bias_correction measures on the calibration inputs: it needs -i")
     try:
         net = tnnformat.load(proto, model)
         config = build_config(blob_method, weight_method, merge_type, config_file, float_layers,
                               weight_bits, blob_bits, range_method, range_param)
-        prepare(net, config, load_table)  # the config and table fit the model, before any data is read
+        _, _, prepared_table, _ = prepare(net, config, load_table)  # they fit the model, before any data is read
     except (TnnFormatError, KernelError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     inputs, prep = model_inputs(net, reverse_channel, bias, scale)
@@ -244,7 +251,9 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
 
     events = ProgressRenderer()
     try:
-        result = quantize(net, samples, config, table=load_table, histograms=report_path is not None,
+        passes = default_passes(report_path is not None, prepared_table, str(load_table), bias_correction,
+                                equalization)
+        result = quantize(net, samples, config, table=load_table, passes=passes,
                           fidelity_samples=check_source, on_event=events)
         result.save(str(out_proto)[:-len(".tnnproto")])
         events.close()

@@ -28,7 +28,7 @@ class StatKey:
     blob: str
     kind: str  # RANGE, MEAN_ABS, HISTOGRAM or SAMPLE_QUANTILES
     per_tensor: bool
-    param: Optional[float] = None  # what the statistic depends on beyond that (a quantile's p)
+    param: Union[float, str, None] = None  # what it depends on beyond that (a quantile's p, a layer)
 
 
 def by_channel(x: np.ndarray, per_tensor: bool) -> np.ndarray:

@@ -402,3 +402,59 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     net = tnnformat.load(tmp_path / "digits_int8.tnnproto", tmp_path / "digits_int8.tnnmodel")
     assert not {layer.name: layer for layer in net.layers}["fc"].quantized
     assert np.abs(net.resources["conv3"]["filter"].numpy()).max() <= 7
+
+
+def test_bias_correction_removes_the_mean_shift_int8_causes():
+    """A 1x1 convolution with a weight off the int8 grid on inputs that are all positive: the
+    rounding error of that weight becomes a mean shift of output channel 0 (-0.0054, 87 steps of
+    the weight scale); bias correction folds it into the int32 bias and removes it to within the
+    output's own int8 rounding; channel 1, on the grid, keeps its mean."""
+    from quantization_cmd.api import default_passes
+
+    rng = np.random.default_rng(0)
+    conv = layer("Convolution", "c", ["x"], ["y"], group=1, input_channel=4, output_channel=2, kernel_h=1,
+                 kernel_w=1, stride_h=1, stride_w=1, pad_h=0, pad_w=0, bias=1, pad_type=-1)
+    weights = np.zeros((2, 4, 1, 1), np.float32)
+    weights[0, :, 0, 0] = [1.0, 0.8333, 0.25, -0.5]
+    weights[1, :, 0, 0] = [1.0, 0.0, 0.0, 0.0]
+    net = Net(inputs={"x": (1, 4, 4, 4)}, outputs=["y"], layers=[conv], resources={"c": {
+        "filter": tnnformat.RawBuffer.from_array(weights), "bias": tnnformat.RawBuffer.from_array(np.zeros(2, np.float32))}})
+    x = rng.uniform(0.5, 1.0, (16, 4, 4, 4)).astype(np.float32)
+    x[:, 0] = 1.0
+    float_y = Interpreter(net).forward({"x": x})["y"]
+
+    def mean_shift(result):
+        return (float_y - Interpreter(result.net).forward({"x": x})["y"]).mean(axis=(0, 2, 3))
+
+    plain = quantize(net, {"x": x}, QuantConfig())
+    corrected = quantize(net, {"x": x}, QuantConfig(), passes=default_passes(bias_correction=True))
+    before, after = mean_shift(plain), mean_shift(corrected)
+    assert abs(before[0]) > 50 * corrected.net.resources["c"]["scale"].numpy()[0]
+    assert abs(after[0]) < abs(before[0]) / 10
+    assert corrected.net.resources["c"]["bias"].numpy()[0] < -50
+    assert abs(after[1] - before[1]) < 1e-6
+
+
+def test_equalization_keeps_float_outputs_and_meets_the_ranges():
+    """SqueezeNet's squeeze -> ReLU -> expand pairs: after equalization each pair's per-channel
+    ranges are equal, and the float model's output is the same (<= 1e-5 relative)."""
+    from quantization_cmd.equalization import equalize, pairs
+    from kernels import runtime_graph
+
+    folder = shared_path("tnn-reference", "squeezenet1.1")
+    net = runtime_graph(tnnformat.load(folder / "squeezenet1.1.tnnproto", folder / "squeezenet1.1.tnnmodel"))
+    before = {k: v for k, v in net.resources.items()}
+    equalized, count = equalize(net)
+    assert count == len(pairs(net)) >= 8
+    assert all(net.resources[k] is before[k] for k in before)  # the input is untouched
+    for first, consumers in pairs(net):
+        w1 = equalized.resources[first.name]["filter"].numpy(np.float32).reshape(first.params["output_channel"], -1)
+        r1 = np.abs(w1).max(axis=1)
+        w2 = [equalized.resources[c.name]["filter"].numpy(np.float32).reshape(
+            c.params["output_channel"], first.params["output_channel"], -1) for c in consumers]
+        r2 = np.max([np.abs(w).max(axis=(0, 2)) for w in w2], axis=0)
+        np.testing.assert_allclose(r1, r2, rtol=1e-3)
+    x = np.random.default_rng(0).uniform(-100, 100, (2, 3, 224, 224)).astype(np.float32)
+    a = Interpreter(net).forward({"data_0": x})["softmaxout_1"]
+    b = Interpreter(equalized).forward({"data_0": x})["softmaxout_1"]
+    assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1)

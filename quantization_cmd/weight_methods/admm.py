@@ -1,9 +1,9 @@
 """ADMM weights (-w 1): alternate rounding with the least-squares scale for those values.
 
 Start from scale = max |w| / (qmax * 1.25); then repeat q = clip(round(w / scale), +-qmax)
-and scale = <w, q> / <q, q>, 1000 times (once q stops changing, the scale stops too, so we
-stop there with the same result). All rows at once. The dot products are accumulated in
-float32 in order, as TNN's loop does: at a fixed point the scale is then TNN's to the bit.
+and scale = <w, q> / <q, q>, 1000 times (once a row's q stops changing, its scale stops too,
+so each row leaves the loop at its own fixed point with the same result). The dot products
+are accumulated in float32 in order, as TNN's loop does: the scale is then TNN's to the bit.
 """
 from __future__ import annotations
 
@@ -32,14 +32,18 @@ def quantize(weights: np.ndarray, bits: int = 8):
     weights = weights.astype(np.float32)
     scale = (np.max(np.abs(weights), axis=1).astype(np.float64) / (top * 1.25)).astype(np.float32)
     q = _round_clip(weights, scale, top)
-    for iteration in range(MAX_ITERATIONS):
-        scale = (_float32_dot(weights, q) / (_float32_dot(q, q) + EPS)).astype(np.float32)
+    active = np.arange(len(weights))  # rows not yet at their fixed point: once a row's q stops
+    for iteration in range(MAX_ITERATIONS):  # changing its scale stops too, so it leaves the loop
+        w, rows = weights[active], q[active]
+        scale[active] = (_float32_dot(w, rows) / (_float32_dot(rows, rows) + EPS)).astype(np.float32)
         if iteration == MAX_ITERATIONS - 1:
             break
-        new_q = _round_clip(weights, scale, top)
-        if np.array_equal(new_q, q):
+        new_q = _round_clip(w, scale[active], top)
+        moved = np.any(new_q != rows, axis=1)
+        q[active[moved]] = new_q[moved]
+        active = active[moved]
+        if active.size == 0:
             break
-        q = new_q
     return q.astype(np.int8), scale, np.zeros(scale.size, np.int8)
 
 

@@ -1,0 +1,109 @@
+"""Range methods side by side on SqueezeNet 1.1: calibrated on ../shared/data/imagenet-calib-100,
+judged on the 400 held-out images of ../shared/data/imagenet-heldout-400 (never seen in
+calibration): top-1, top-5 and top-1 agreement with fp32, per method, weights MIN_MAX per
+channel unless the row says otherwise; "+ bias correction" adds quantization_cmd.bias_correction.
+
+    python benchmarks/range_methods.py [--heldout N]
+
+Statistics are collected once (every statistic any method needs) and every method's scales
+come from them, so the rows differ only by the method.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared"
+MODEL = SHARED / "tnn-reference" / "squeezenet1.1"
+
+
+def rows() -> List[tuple]:
+    """(label, config[, bias correction])."""
+    from quantization_cmd import BlobConfig, LayerConfig, QuantConfig, from_tnn_flags
+
+    def named(method, **kw):
+        return QuantConfig(BlobConfig(method, **kw))
+
+    return [
+        ("TNN -b 0 (MIN_MAX)", from_tnn_flags(0, 0, 0)),
+        ("TNN -b 2 (KL)", from_tnn_flags(2, 0, 0)),
+        ("TNN -b 2 -w 1 (KL + ADMM)", from_tnn_flags(2, 1, 0)),
+        ("TNN -b 3 (ASY_MIN_MAX)", from_tnn_flags(3, 0, 0)),
+        ("TNN -b 4 (ACIQ_GAUS)", from_tnn_flags(4, 0, 0)),
+        ("TNN -b 5 (ACIQ_LAPLACE)", from_tnn_flags(5, 0, 0)),
+        ("PERCENTILE 99.99", named("PERCENTILE")),
+        ("PERCENTILE 99.999", named("PERCENTILE", param=99.999)),
+        ("MSE", named("MSE")),
+        ("QUANTILE_MEAN 1e-4", named("QUANTILE_MEAN")),
+        ("QUANTILE_MEDIAN 1e-4, asymmetric", named("QUANTILE_MEDIAN", symmetric=False)),
+        ("MSE + ADMM weights", QuantConfig(BlobConfig("MSE"), LayerConfig("ADMM"))),
+        ("TNN -b 0 + bias correction", from_tnn_flags(0, 0, 0), True),
+        ("TNN -b 2 + bias correction", from_tnn_flags(2, 0, 0), True),
+        ("PERCENTILE 99.99 + bias correction", named("PERCENTILE"), True),
+        ("MSE + bias correction", named("MSE"), True),
+    ]
+
+
+def images(folder: Path, count: int) -> Tuple[np.ndarray, np.ndarray]:
+    from quantization_cmd.inputs import Preprocess, list_input_files, read_input_file
+
+    prep = Preprocess(True, (104.0, 117.0, 123.0), (1.0, 1.0, 1.0))
+    synsets = (SHARED / "data" / "imagenet-synsets.txt").read_text().split()
+    files = list_input_files(folder)[:count]
+    x = np.concatenate([read_input_file(f, (1, 3, 224, 224), prep) for f in files])
+    return x, np.array([synsets.index(f.name.split("_")[0]) for f in files])
+
+
+def scores(net, x: np.ndarray) -> np.ndarray:
+    from kernels import Interpreter
+
+    run = Interpreter(net)
+    return np.concatenate([next(iter(run.forward({"data_0": x[i:i + 8]}).values())).reshape(len(x[i:i + 8]), -1)
+                           for i in range(0, len(x), 8)])
+
+
+def metrics(s: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> Dict[str, float]:
+    top5 = np.argsort(-s, axis=1)[:, :5]
+    return {"top1": 100 * np.mean(top5[:, 0] == labels), "top5": 100 * np.mean(np.any(top5 == labels[:, None], 1)),
+            "agree": 100 * np.mean(top5[:, 0] == reference.argmax(1))}
+
+
+def main() -> None:
+    import tnnformat
+    from quantization_cmd import BlobConfig, QuantConfig, quantize
+    from quantization_cmd.api import default_passes
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--heldout", type=int, default=400)
+    args = parser.parse_args()
+    net = tnnformat.load(MODEL / "squeezenet1.1.tnnproto", MODEL / "squeezenet1.1.tnnmodel")
+    calib, _ = images(SHARED / "data" / "imagenet-calib-100", 100)
+    x, labels = images(SHARED / "data" / "imagenet-heldout-400", args.heldout)
+    reference = scores(net, x)
+    fp32 = metrics(reference, labels, reference)
+    started = time.perf_counter()
+    stats = quantize(net, {"data_0": calib}, QuantConfig(BlobConfig("ACIQ_LAPLACE")), histograms=True).statistics
+    for method in ("QUANTILE_MEAN", "QUANTILE_MEDIAN"):
+        stats.update(quantize(net, {"data_0": calib}, QuantConfig(BlobConfig(method))).statistics)
+    print(f"statistics: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    lines = [f"| fp32 | {fp32['top1']:.2f} | {fp32['top5']:.2f} | 100.0 |"]
+    for name, config, *refine in rows():
+        result = quantize(net, {"data_0": calib}, config, statistics=stats,
+                          passes=default_passes(bias_correction=bool(refine)))
+        m = metrics(scores(result.net, x), labels, reference)
+        lines.append(f"| {name} | {m['top1']:.2f} | {m['top5']:.2f} | {m['agree']:.1f} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    print(f"SqueezeNet 1.1, {len(x)} held-out images, calibrated on 100 others:\n")
+    print("| blobs | top-1 % | top-5 % | top-1 agreement with fp32 % |\n| --- | ---: | ---: | ---: |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
