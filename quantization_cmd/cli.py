@@ -18,7 +18,7 @@ from tnnformat import TnnFormatError
 
 from .cli_support import (ALL_INPUTS, BATCH, NumberChoice, ProgressRenderer, Samples, check_writable,
                           model_inputs, preprocessing_options)
-from .config import (MAX_BITS, MIN_BITS, TNN_BLOB_METHODS, TNN_MERGE_TYPES, TNN_WEIGHT_METHODS,
+from .config import (MAX_BITS, MIN_BITS, TNN_BLOB_METHODS, TNN_WEIGHT_METHODS,
                      ConfigError, QuantConfig, apply_changes, float_layers_override, from_tnn_flags,
                      load_json)
 from .inputs import SUFFIXES, list_input_files

@@ -84,9 +84,7 @@ def _merges_scale(layer: Layer) -> bool:
 class _Scopes:
     """Matches overrides against the model, remembering which patterns matched something."""
 
-    def __init__(self, net: Net):
-        self.net = net
-        self.types = {layer.type for layer in net.layers}
+    def __init__(self):
         self.matched: Set[Tuple[int, str]] = set()
 
     def layer(self, index: int, o: Override, layer: Layer) -> bool:
@@ -171,7 +169,7 @@ def make_plan(float_net: Net, config: QuantConfig, shapes: Dict[str, tuple]) -> 
     """Plan the quantization of `float_net` under `config`; `shapes` gives every blob's shape
     (batch first)."""
     config.check()
-    scopes = _Scopes(float_net)
+    scopes = _Scopes()
     settings = {layer.name: _layer_config(config, scopes, layer) for layer in float_net.layers}
     net = _int8_graph(float_net, {layer.name for layer in float_net.layers
                                   if _is_quantizable(layer, float_net) and settings[layer.name].quantize})
