@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def variants():
     from quantization_cmd import BlobConfig, LayerConfig, QuantConfig, from_tnn_flags
+    from quantization_cmd.api import BEST
 
     per_tensor = QuantConfig(BlobConfig("MIN_MAX", "tensor"), LayerConfig("MIN_MAX", "tensor"))
     return [
@@ -29,6 +30,9 @@ def variants():
         ("per tensor + equalization + bias correction", per_tensor, {"equalization": True, "bias_correction": True}),
         ("MSE", QuantConfig(BlobConfig("MSE")), {}),
         ("MSE + bias correction", QuantConfig(BlobConfig("MSE")), {"bias_correction": True}),
+        ("TNN -b 0 + AdaRound + bias correction", from_tnn_flags(0, 0, 0), {"rounding": True, "bias_correction": True}),
+        ("--best", from_tnn_flags(0, 0, 0), BEST),
+        ("per tensor --best", per_tensor, BEST),
     ]
 
 

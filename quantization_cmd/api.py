@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from kernels.shapes import batch_mismatch, infer_shapes
 from tnnformat import BlobScale, Net, save
 
+from .adaround import RoundingOptimisation
 from .bias_correction import BiasCorrection
 from .calibrate import ComputeScales, HistogramStatistics, RangeStatistics
 from .equalization import CrossLayerEqualization
@@ -27,6 +28,7 @@ from .plan import Plan, make_plan
 from .quantize import WriteInt8
 from .statistics import Statistics
 from .table import TableEntry, TableScales, load_table, table_overrides
+from .threshold_tuning import ThresholdTuning
 
 
 @dataclass
@@ -58,15 +60,22 @@ def activation_bits(plan: Plan) -> Dict[str, int]:
 
 def default_passes(histograms: bool = False, table: Optional[Dict[str, TableEntry]] = None,
                    table_name: str = "table", bias_correction: bool = False,
-                   equalization: bool = False) -> List[Pass]:
+                   equalization: bool = False, rounding: bool = False, tuning: bool = False) -> List[Pass]:
     """Range statistics, scales and the int8 model; scales from a table need no data;
-    `equalization` rescales the float model first (no data), `bias_correction` refines the
-    int8 model (one more data pass)."""
+    `equalization` rescales the float model first (no data), `tuning` re-chooses thresholds
+    by the next layer's error, `rounding` re-rounds the weights (AdaRound) and
+    `bias_correction` refines the int8 model (one more data pass each)."""
     first: List[Pass] = [CrossLayerEqualization()] if equalization else []
-    refine: List[Pass] = [BiasCorrection()] if bias_correction else []
+    after: List[Pass] = ([RoundingOptimisation()] if rounding else []) + ([BiasCorrection()] if bias_correction else [])
     if table is not None:
-        return first + [TableScales(table, table_name), WriteInt8()] + refine
-    return first + [RangeStatistics(), HistogramStatistics(all_blobs=histograms), ComputeScales(), WriteInt8()] + refine
+        return first + [TableScales(table, table_name), WriteInt8()] + after
+    ranges: List[Pass] = [RangeStatistics(), HistogramStatistics(all_blobs=histograms), ComputeScales()]
+    return first + ranges + ([ThresholdTuning()] if tuning else []) + [WriteInt8()] + after
+
+
+#: `--best`: the passes in the order the anchors use them (equalize -> ranges -> rounding ->
+#: bias correction), chosen by the ablation in benchmarks/range_methods.py.
+BEST = dict(equalization=True, rounding=True, bias_correction=True)
 
 
 def prepare(net: Net, config: QuantConfig, table: Union[str, Dict[str, TableEntry], None] = None

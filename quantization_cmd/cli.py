@@ -148,17 +148,19 @@ def build_config(blob_method: int, weight_method: int, merge_type: int, config_f
     return config.check()
 
 
-def describe(config: QuantConfig, merge_type: int, float_count: int) -> str:
+def describe(config: QuantConfig, merge_type: int, float_count: int, steps: Sequence[str] = ()) -> str:
     parts = [f"{config.activations.method} blobs", f"{config.weights.weight_method} weights",
              MERGE_TYPES[merge_type]]
     if config.weights.bits != 8 or config.activations.bits != 8:
         parts.append(f"{config.weights.bits}-bit weights, {config.activations.bits}-bit blobs")
     if float_count:
         parts.append(f"{float_count} layer{'s' if float_count != 1 else ''} kept float")
+    parts.extend(steps)
     return ", ".join(parts)
 
 
 BITS = click.IntRange(MIN_BITS, MAX_BITS)
+EXTRA_STEPS = ("cross-layer equalization", "threshold tuning", "rounding optimisation", "bias correction")
 NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
 
 
@@ -186,6 +188,12 @@ NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
               help="Cross-layer equalization of convolution pairs before calibration (float outputs unchanged).")
 @click.option("--bias_correction", is_flag=True,
               help="Take the mean output shift int8 causes out of each convolution's bias (one more data pass).")
+@click.option("--tune", "tuning", is_flag=True,
+              help="Re-choose each blob's threshold by the error of the next layer's output (one more data pass).")
+@click.option("--adaround", "rounding", is_flag=True,
+              help="Rounding optimisation (AdaRound): learn each weight's rounding from the layer's inputs.")
+@click.option("--best", is_flag=True,
+              help="The most accurate preset: --equalize, --adaround and --bias_correction together.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="JSON config: defaults and per-layer/blob overrides (see the README).")
 @click.option("--float_layers", help="Comma-separated layer names, globs or layer types to keep float.")
@@ -202,7 +210,7 @@ NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
               help="Write an HTML report: the table and every observed blob's histogram with its thresholds.")
 @click.option("--skip_fidelity", is_flag=True, help="Do not run the int8-vs-float comparison.")
 def main(proto, model, input_path, blob_method, weight_method, reverse_channel, bias, scale, merge_type,
-         output, range_method, range_param, equalization, bias_correction, config_file, float_layers, weight_bits, blob_bits,
+         output, range_method, range_param, equalization, bias_correction, tuning, rounding, best, config_file, float_layers, weight_bits, blob_bits,
          dump_table, load_table, encodings,
          eval_path, report_path, skip_fidelity):
     """Quantize a float TNN model to int8, calibrated on a folder of images or tensors.
@@ -213,7 +221,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     """
     from kernels import KernelError
 
-    from .api import default_passes, prepare, quantize
+    from .api import BEST, default_passes, prepare, quantize
     from .report import format_table, write_html
     from .table import dump_table as write_table, table_header, write_encodings
 
@@ -228,8 +236,12 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         raise click.UsageError("give the calibration inputs with -i (or a table with --load_table)")
     if not input_path and report_path is not None:
         raise click.UsageError("--report shows the calibration histograms: it needs -i")
-    if not input_path and bias_correction:
-        raise click.UsageError("--bias_correction measures on the calibration inputs: it needs -i")
+    for flag, used in (("--bias_correction", bias_correction), ("--tune", tuning), ("--adaround", rounding),
+                       ("--best", best)):
+        if used and not input_path:
+            raise click.UsageError(f"{flag} measures on the calibration inputs: it needs -i")
+    if load_table is not None and (tuning or best):
+        raise click.UsageError(f"{'--best' if best else '--tune'} chooses the scales: it cannot start from --load_table")
     try:
         net = tnnformat.load(proto, model)
         config = build_config(blob_method, weight_method, merge_type, config_file, float_layers,
@@ -251,8 +263,10 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
 
     events = ProgressRenderer()
     try:
-        passes = default_passes(report_path is not None, prepared_table, str(load_table), bias_correction,
-                                equalization)
+        chosen = dict(bias_correction=bias_correction, equalization=equalization, rounding=rounding, tuning=tuning)
+        passes = default_passes(report_path is not None, prepared_table, str(load_table),
+                                **{k: v or (best and BEST.get(k, False)) for k, v in chosen.items()})
+        extra_steps = [p.name for p in passes if p.name in EXTRA_STEPS]
         result = quantize(net, samples, config, table=load_table, passes=passes,
                           fidelity_samples=check_source, on_event=events)
         result.save(str(out_proto)[:-len(".tnnproto")])
@@ -278,7 +292,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     if plan.float_layers:
         click.echo(f"kept float: {', '.join(plan.float_layers)}")
     click.echo(f"quantized {len(plan.quantized)} of {len(plan.net.layers)} layers "
-               f"({describe(config, merge_type, len(plan.float_layers))})")
+               f"({describe(config, merge_type, len(plan.float_layers), extra_steps)})")
     if samples is not None:
         click.echo(f"inputs: {samples.count} samples from {len(samples.items)} files, "
                    f"{len(samples.skipped)} skipped")

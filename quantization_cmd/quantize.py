@@ -134,6 +134,42 @@ def _inner_product(layer: Layer, res: Resource, input_scale: np.ndarray, config:
     return resource
 
 
+def quantize_layer(layer: Layer, resource: Resource, input_scale: np.ndarray, config: LayerConfig,
+                   emit: Listener = ignore) -> Resource:
+    """The int8 resource of a Convolution or InnerProduct whose input has `input_scale`."""
+    make = _conv if layer.type == "Convolution" else _inner_product
+    return make(layer, resource, input_scale, config, emit)
+
+
+def dequantized(layer: Layer, int8: Resource, input_scale: np.ndarray) -> Resource:
+    """The float weights and bias that an int8 resource (`quantize_layer`'s) stands for: what
+    the layer computes on float inputs, up to the rounding of its output. The weight scale
+    holds the input scale (multiplied into the weights, or into the scale for depthwise
+    convolutions), so it is divided out per input channel."""
+    weight = "filter" if layer.type == "Convolution" else "weight"
+    out = layer.params["output_channel" if layer.type == "Convolution" else "num_output"]
+    scale = np.broadcast_to(int8["scale"].numpy(np.float32).reshape(-1), (out,)).astype(np.float64)
+    zero = np.broadcast_to(int8["zero_point"].numpy().reshape(-1), (out,)).astype(np.float64)
+    codes = int8[weight].numpy().reshape(out, -1).astype(np.float64) - zero[:, None]
+    s = input_scale.astype(np.float64).reshape(-1)
+    if layer.type == "InnerProduct":
+        per_input = np.full(1, s.max())
+    else:
+        group = max(layer.params["group"], 1)
+        in_per_group = codes.shape[1] // (layer.params["kernel_h"] * layer.params["kernel_w"])
+        if in_per_group == 1 and out == group:  # depthwise: the input scale sits in the weight scale
+            per_input = np.broadcast_to(s, (out,))[:, None]
+        else:
+            channel = np.broadcast_to(s, (group * in_per_group,)).reshape(group, 1, in_per_group, 1)
+            per_input = np.broadcast_to(channel, (group, out // group, in_per_group, codes.shape[1] // in_per_group))
+            per_input = per_input.reshape(out, -1)
+    weights = codes * scale[:, None] / np.where(per_input > 0, per_input, 1)
+    result = {weight: RawBuffer.from_array(weights.astype(np.float32).reshape(-1), dims=())}
+    if "bias" in int8:
+        result["bias"] = RawBuffer.from_array((int8["bias"].numpy().reshape(-1) * scale).astype(np.float32), dims=())
+    return result
+
+
 def quantize_net(float_net: Net, plan: Plan, scales: Dict[str, BlobScale], state: QuantState) -> Net:
     """The int8 Net: quantized layers with integer weights, a BlobScale for every blob a
     quantized layer reads or writes; progress after each layer's weights."""
@@ -150,9 +186,8 @@ def quantize_net(float_net: Net, plan: Plan, scales: Dict[str, BlobScale], state
         input_scale = scales[plan.scale_source[layer.inputs[0]]].scale
         if layer.name not in float_net.resources:
             raise TnnFormatError("the model has no weights for this layer", layer=layer.name)
-        make = _conv if layer.type == "Convolution" else _inner_product
-        resources[layer.name] = make(layer, float_net.resources[layer.name], input_scale, plan.layers[layer.name],
-                                     state.emit)
+        resources[layer.name] = quantize_layer(layer, float_net.resources[layer.name], input_scale,
+                                               plan.layers[layer.name], state.emit)
         done += 1
         state.emit(Progress(task, done, len(weighted)))
     state.emit(TaskDone(task))

@@ -132,6 +132,21 @@ def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer) -> np.ndarray:
     return y.reshape(n, -1, out_h, out_w)
 
 
+def input_patches(x: np.ndarray, layer: Layer, in_per_group: int) -> np.ndarray:
+    """The im2col columns a convolution multiplies its filter rows with: (group, in_per_group *
+    kh * kw, n * out_h * out_w), in the filter's (channel, kh, kw) order, padding as zeros."""
+    p = layer.params
+    n, c, h, w = x.shape
+    out_h, out_w, top, bottom, left, right = conv_pads(p, h, w)
+    xp = _padded(x, top, bottom, left, right)
+    sh, sw, dh, dw, kh, kw = p["stride_h"], p["stride_w"], p["dilation_h"], p["dilation_w"], p["kernel_h"], p["kernel_w"]
+    windows = sliding_window_view(xp, (_extent(kh, dh), _extent(kw, dw)), axis=(2, 3))
+    windows = windows[:, :, :sh * (out_h - 1) + 1:sh, :sw * (out_w - 1) + 1:sw, ::dh, ::dw]
+    group = c // in_per_group
+    cols = windows.reshape(n, group, in_per_group, out_h, out_w, kh, kw).transpose(1, 2, 5, 6, 0, 3, 4)
+    return np.ascontiguousarray(cols).reshape(group, in_per_group * kh * kw, -1)
+
+
 def conv_shape(layer: Layer, input_shape) -> tuple:
     n, _, h, w = input_shape
     out_h, out_w = conv_pads(layer.params, h, w)[:2]

@@ -1,0 +1,162 @@
+"""Threshold tuning, rounding optimisation (AdaRound) and the --best preset: small hand-made
+layers where the right answer is known, the demo through the CLI, and SqueezeNet's --best
+model run by TNN's own runtime."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import tnnformat
+from kernels import Interpreter
+from kernels.ops.conv import arrange_filter, convolve, input_patches
+from quantization_cmd import BlobConfig, LayerConfig, QuantConfig, quantize
+from quantization_cmd.adaround import adaround, _loss
+from quantization_cmd.api import default_passes
+from quantization_cmd.calibrate import ComputeScales, HistogramStatistics, RangeStatistics
+from quantization_cmd.cli import main
+from quantization_cmd.quantize import WriteInt8, dequantized, quantize_layer
+from quantization_cmd.statistics import StatKey
+from quantization_cmd.threshold_tuning import NEXT_LAYER_ERROR, ThresholdTuning
+from tnnformat import Layer, Net, RawBuffer
+from tnnformat.layer_types import spec
+from tnnformat.params import default_params
+
+from conftest import REPO, shared_path
+from test_quant_tnn_runtime import images, quantize_cli, tnn_outputs
+
+
+def conv(name, src, dst, cin, cout, k=1, relu=False):
+    params = default_params(spec("Convolution").params, group=1, input_channel=cin, output_channel=cout,
+                            kernel_h=k, kernel_w=k, stride_h=1, stride_w=1, pad_h=k // 2, pad_w=k // 2, bias=1,
+                            pad_type=-1, activation_type=1 if relu else 0)
+    return Layer("Convolution", name, [src], [dst], params)
+
+
+def two_convs(rng, cin=8, mid=8, cout=4):
+    """x -> conv a (3x3) -> conv b (1x1): b's input blob is the one threshold tuning tunes."""
+    layers = [conv("a", "x", "y", cin, mid, k=3), conv("b", "y", "z", mid, cout)]
+    resources = {
+        "a": {"filter": RawBuffer.from_array(rng.normal(0, 0.3, (mid, cin, 3, 3)).astype(np.float32)),
+              "bias": RawBuffer.from_array(rng.normal(0, 0.1, mid).astype(np.float32))},
+        "b": {"filter": RawBuffer.from_array(rng.normal(0, 0.3, (cout, mid, 1, 1)).astype(np.float32)),
+              "bias": RawBuffer.from_array(np.zeros(cout, np.float32))}}
+    return Net(inputs={"x": (1, cin, 8, 8)}, outputs=["z"], layers=layers, resources=resources)
+
+
+def test_dequantized_weights_are_the_float_weights_within_half_a_step():
+    """The float image of an int8 convolution, with per-channel input scales folded into its
+    weights as TNN stores them, is within half a weight step of the float weights."""
+    rng = np.random.default_rng(1)
+    layer = conv("c", "x", "y", 6, 5, k=3)
+    weights = rng.normal(0, 1, (5, 6, 3, 3)).astype(np.float32)
+    resource = {"filter": RawBuffer.from_array(weights), "bias": RawBuffer.from_array(rng.normal(0, 1, 5).astype(np.float32))}
+    s_in = rng.uniform(0.01, 1.0, 6).astype(np.float32)
+    int8 = quantize_layer(layer, resource, s_in, LayerConfig())
+    back = dequantized(layer, int8, s_in)["filter"].numpy(np.float32).reshape(5, 6, 9)
+    step = int8["scale"].numpy(np.float32).reshape(5, 1, 1) / s_in.reshape(1, 6, 1)
+    assert np.all(np.abs(back - weights.reshape(5, 6, 9)) <= step / 2 * 1.0001)
+
+
+def test_threshold_tuning_never_ends_worse_than_its_start_and_clips_a_long_tail():
+    """4-bit blobs on a Laplace-distributed input: MIN_MAX spends the 15 levels on the rare
+    largest values; tuning picks a smaller threshold whose next-layer error is lower (on held-out
+    inputs too), and the chosen candidate's error is the least, never above the start's."""
+    rng = np.random.default_rng(2)
+    net = two_convs(rng)
+    net = Net(inputs={"y": (1, 8, 8, 8)}, outputs=["z"], layers=net.layers[1:], resources={"b": net.resources["b"]})
+    x = rng.laplace(0, 1, (64, 8, 8, 8)).astype(np.float32)
+    config = QuantConfig(BlobConfig("MIN_MAX", "tensor", bits=4), LayerConfig())
+    base = [RangeStatistics(), HistogramStatistics(), ComputeScales()]
+    start = quantize(net, {"y": x[:32]}, config, passes=base + [WriteInt8()])
+    tuned = quantize(net, {"y": x[:32]}, config, passes=base + [ThresholdTuning(samples=32), WriteInt8()])
+    stat = tuned.statistics[StatKey("y", NEXT_LAYER_ERROR, True, "y")]
+    errors = stat.relative()
+    chosen = next(i for i, c in enumerate(stat.candidates) if np.array_equal(c.scale, tuned.scales["y"].scale))
+    assert errors[chosen] == errors.min() and errors[chosen] < errors[0]
+    np.testing.assert_array_equal(stat.candidates[0].scale, start.scales["y"].scale)
+    assert tuned.scales["y"].scale[0] < 0.8 * start.scales["y"].scale[0]
+
+    def output_error(result):
+        held_out = {"y": x[32:]}
+        reference = Interpreter(net).forward(held_out)["z"]
+        got = Interpreter(result.net, activation_bits=result.activation_bits).forward(held_out)["z"]
+        return float(np.mean((got - reference) ** 2))
+
+    assert output_error(tuned) < 0.8 * output_error(start)
+
+
+def test_adaround_lowers_the_layer_output_error_below_round_to_nearest_at_4_bits():
+    """A 3x3 convolution with 4-bit weights on correlated inputs: the learned rounding's output
+    MSE (the layer on float inputs, weights as stored) is well below round-to-nearest's, and
+    every code stays on the 4-bit grid within one step of the real-valued code."""
+    rng = np.random.default_rng(3)
+    net = two_convs(rng, cin=8, mid=16)
+    net = Net(inputs=net.inputs, outputs=["y"], layers=net.layers[:1], resources={"a": net.resources["a"]})
+    base = rng.normal(0, 1, (24, 1, 8, 8))
+    x = (base + 0.5 * rng.normal(0, 1, (24, 8, 8, 8))).astype(np.float32)  # channels share a component
+    config = QuantConfig(BlobConfig("MIN_MAX", "tensor"), LayerConfig(bits=4))
+    nearest = quantize(net, {"x": x}, config)
+    learned = quantize(net, {"x": x}, config, passes=default_passes(rounding=True))
+    layer = net.layers[0]
+    reference = convolve(x, arrange_filter(net.resources["a"]["filter"].numpy(np.float32), layer), layer)
+
+    def mse(result):
+        s_in = result.scales["x"].scale
+        w = dequantized(layer, result.net.resources["a"], s_in)["filter"].numpy(np.float32)
+        return float(np.mean((convolve(x, arrange_filter(w, layer), layer) - reference) ** 2))
+
+    assert mse(learned) < 0.8 * mse(nearest)
+    a, b = (r.net.resources["a"]["filter"].numpy().astype(int) for r in (learned, nearest))
+    assert np.abs(a).max() <= 7 and np.abs(a - b).max() <= 1 and np.any(a != b)
+
+
+def test_adaround_keeps_round_to_nearest_where_it_cannot_do_better():
+    """Weights already on the grid: nothing to learn, the codes stay those of rounding."""
+    target = np.array([[[3.0, -2.0, 5.0, 0.0]]])
+    moment = np.eye(4)[None]
+    codes = adaround(target, moment, -7, 7, iterations=50)
+    np.testing.assert_array_equal(codes, target)
+    assert _loss(codes - target, moment).max() == 0
+
+
+def test_input_patches_multiply_to_the_convolution():
+    rng = np.random.default_rng(4)
+    layer = conv("c", "x", "y", 4, 3, k=3)
+    x = rng.normal(0, 1, (2, 4, 5, 6)).astype(np.float32)
+    w = rng.normal(0, 1, (3, 4, 3, 3)).astype(np.float32)
+    cols = input_patches(x, layer, 4)
+    y = (w.reshape(3, -1) @ cols[0]).reshape(3, 2, 5, 6).transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(y, convolve(x, arrange_filter(w, layer), layer), rtol=1e-5, atol=1e-5)
+
+
+def test_best_on_the_demo_names_its_steps(tmp_path):
+    data = REPO / "data"
+    result = CliRunner().invoke(main, ["-p", str(data / "digits.tnnproto"), "-m", str(data / "digits.tnnmodel"),
+                                       "-i", str(data / "calibration"), "--best", "--skip_fidelity",
+                                       "-o", str(tmp_path / "q")])
+    assert result.exit_code == 0, result.output
+    assert "cross-layer equalization, rounding optimisation, bias correction" in result.output
+    assert (tmp_path / "q.tnnmodel").exists()
+
+
+def test_best_and_tune_refuse_a_table(tmp_path):
+    data = REPO / "data"
+    result = CliRunner().invoke(main, ["-p", str(data / "digits.tnnproto"), "-m", str(data / "digits.tnnmodel"),
+                                       "--load_table", str(tmp_path / "t.txt"), "--best", "-o", str(tmp_path / "q")])
+    assert result.exit_code == 2 and "--best" in result.output
+    assert not (tmp_path / "q.tnnproto").exists()
+
+
+@pytest.mark.slow
+def test_best_squeezenet_runs_in_tnns_runtime_as_in_ours(tmp_path):
+    """--best on SqueezeNet with the 100 calibration images: TNN's runtime loads the model and
+    its top-1 equals our interpreter's on all 100 images."""
+    output = quantize_cli(tmp_path, 100, "--best", "--skip_fidelity")
+    assert "rounding optimisation, bias correction" in output
+    net = tnnformat.load(tmp_path / "q.tnnproto", tmp_path / "q.tnnmodel")
+    x = images(100)
+    ours = Interpreter(net).forward({"data_0": x})["softmaxout_1"].reshape(100, -1)
+    theirs = tnn_outputs(tmp_path / "q.tnnproto", x)
+    assert np.array_equal(ours.argmax(1), theirs.argmax(1))
+    assert np.abs(ours - theirs).max() <= 1e-3
