@@ -31,8 +31,8 @@ def variants():
         ("MSE", QuantConfig(BlobConfig("MSE")), {}),
         ("MSE + bias correction", QuantConfig(BlobConfig("MSE")), {"bias_correction": True}),
         ("TNN -b 0 + AdaRound + bias correction", from_tnn_flags(0, 0, 0), {"rounding": True, "bias_correction": True}),
-        ("--best", from_tnn_flags(0, 0, 0), BEST),
-        ("per tensor --best", per_tensor, BEST),
+        ("--best", from_tnn_flags(3, 0, 0), BEST),
+        ("per tensor --best", QuantConfig(BlobConfig("ASY_MIN_MAX", "tensor"), LayerConfig("MIN_MAX", "tensor")), BEST),
     ]
 
 

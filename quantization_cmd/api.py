@@ -74,8 +74,11 @@ def default_passes(histograms: bool = False, table: Optional[Dict[str, TableEntr
 
 
 #: `--best`: the passes in the order the anchors use them (equalize -> ranges -> rounding ->
-#: bias correction), chosen by the ablation in benchmarks/range_methods.py.
+#: bias correction) and the range method they start from unless one is given (asymmetric, so a
+#: ReLU output's [0, max] gets all 255 levels), chosen by the ablation in
+#: benchmarks/range_methods.py.
 BEST = dict(equalization=True, rounding=True, bias_correction=True)
+BEST_RANGE = "ASY_MIN_MAX"
 
 
 def prepare(net: Net, config: QuantConfig, table: Union[str, Dict[str, TableEntry], None] = None

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import click
+from click.core import ParameterSource
 
 import tnnformat
 from tnnformat import TnnFormatError
@@ -193,7 +194,8 @@ NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
 @click.option("--adaround", "rounding", is_flag=True,
               help="Rounding optimisation (AdaRound): learn each weight's rounding from the layer's inputs.")
 @click.option("--best", is_flag=True,
-              help="The most accurate preset: --equalize, --adaround and --bias_correction together.")
+              help="The most accurate preset: ASY_MIN_MAX blobs (unless -b or --range says otherwise), "
+                   "--equalize, --adaround and --bias_correction.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="JSON config: defaults and per-layer/blob overrides (see the README).")
 @click.option("--float_layers", help="Comma-separated layer names, globs or layer types to keep float.")
@@ -221,7 +223,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     """
     from kernels import KernelError
 
-    from .api import BEST, default_passes, prepare, quantize
+    from .api import BEST, BEST_RANGE, default_passes, prepare, quantize
     from .report import format_table, write_html
     from .table import dump_table as write_table, table_header, write_encodings
 
@@ -240,6 +242,9 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
                        ("--best", best)):
         if used and not input_path:
             raise click.UsageError(f"{flag} measures on the calibration inputs: it needs -i")
+    if best and range_method is None and \
+            click.get_current_context().get_parameter_source("blob_method") == ParameterSource.DEFAULT:
+        range_method = BEST_RANGE
     if load_table is not None and (tuning or best):
         raise click.UsageError(f"{'--best' if best else '--tune'} chooses the scales: it cannot start from --load_table")
     try:

@@ -10,6 +10,9 @@ rewrites (a ReLU that follows a convolution is fused into it), then:
   * quantizes the blobs around an InnerProduct per tensor, calibrates the network input by
     MIN_MAX, and falls back to MIN_MAX for blobs of fewer than 100 values per channel
     (unless the method says otherwise).
+Unlike TNN, a blob that a standalone int8 ReLU reads or writes is never asymmetric: that
+ReLU clamps codes at 0 and ignores the zero point, so an asymmetric range (ASY_MIN_MAX) turns
+into garbage there, in TNN's runtime as in ours; such blobs use MIN_MAX.
 On top of that the config is resolved here, once: layers kept float, per-layer weight
 settings and per-blob settings from the overrides. An override that names a blob's method
 explicitly wins over TNN's fallbacks. Everything depends only on the graph, so calibration
@@ -179,6 +182,7 @@ def make_plan(float_net: Net, config: QuantConfig, shapes: Dict[str, tuple]) -> 
                  if _is_quantizable(layer, net) and settings[layer.name].quantize}
     producers = _producers(net)
     alias: Dict[str, str] = {}
+    relu_outputs: Set[str] = set()
     for layer in net.layers:
         if not _merges_scale(layer) or not settings[layer.name].quantize:
             continue
@@ -186,6 +190,8 @@ def make_plan(float_net: Net, config: QuantConfig, shapes: Dict[str, tuple]) -> 
         if producer is not None and producer.name in quantized:
             alias[layer.inputs[0]] = layer.outputs[0]
             quantized.add(layer.name)
+            if layer.type == "ReLU":
+                relu_outputs.add(layer.outputs[0])
 
     def resolve(blob: str) -> str:
         while blob in alias:
@@ -210,6 +216,10 @@ def make_plan(float_net: Net, config: QuantConfig, shapes: Dict[str, tuple]) -> 
         blob_config = _blob_config(config, scopes, sharing[blob], producers.get(blob), fallback)
         if blob in forced_tensor:
             blob_config = apply_changes(blob_config, {"granularity": "tensor"}, blob)
+        if any(b in relu_outputs for b in sharing[blob]) and \
+                not blob_method(blob_config.method).is_symmetric(blob_config):
+            # TNN's int8 ReLU clamps codes at 0 whatever the zero point: such blobs stay symmetric
+            blob_config = BlobConfig("MIN_MAX", blob_config.granularity, blob_config.bits)
         blobs[blob] = blob_config.check(f"blob '{blob}'")
     layers = {layer.name: settings[layer.name] for layer in net.layers
               if layer.name in quantized and layer.type in WEIGHTED}
