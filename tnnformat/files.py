@@ -11,6 +11,7 @@ from .errors import TnnFormatError
 from .model import read_resources, write_resources
 from .net import Net
 from .proto import format_proto, parse_proto
+from .validate import DEFAULT_BLOB_CAP, validate
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -23,8 +24,10 @@ def _read_bytes(path: PathLike, what: str) -> bytes:
         raise TnnFormatError(f"cannot read the {what}: {exc.strerror}", path=str(path)) from None
 
 
-def load(proto_path: PathLike, model_path: Optional[PathLike] = None) -> Net:
-    """Read a model; without `model_path` the Net has no resources (see kernels.with_random_resources)."""
+def load(proto_path: PathLike, model_path: Optional[PathLike] = None, *,
+         blob_cap: int = DEFAULT_BLOB_CAP) -> Net:
+    """Read a model and check it as a whole (tnnformat.validate; `blob_cap` bytes per blob);
+    without `model_path` the Net has no resources (see kernels.with_random_resources)."""
     raw = _read_bytes(proto_path, "proto")
     try:
         text = raw.decode("utf-8")
@@ -34,6 +37,7 @@ def load(proto_path: PathLike, model_path: Optional[PathLike] = None) -> Net:
     net = parse_proto(text, str(proto_path))
     if model_path is not None:
         read_resources(_read_bytes(model_path, "model"), str(model_path), net)
+    validate(net, str(proto_path), None if model_path is None else str(model_path), blob_cap=blob_cap)
     return net
 
 
