@@ -53,12 +53,23 @@ def _conv_params(p: dict) -> Optional[str]:
                          "dilation_h", "dilation_w") or _at_least(p, 0, "pad_h", "pad_w"))
     if problem is None and p["output_channel"] % p["group"]:
         problem = f"{p['output_channel']} output channels cannot be split into {p['group']} groups"
-    return problem
+    return problem or _pads_within(p, p["dilation_h"] * (p["kernel_h"] - 1) + 1,
+                                   p["dilation_w"] * (p["kernel_w"] - 1) + 1)
+
+
+def _pads_within(p: dict, limit_h: int, limit_w: int) -> Optional[str]:
+    """Pads beyond the kernel's extent only add outputs that see nothing but padding (a
+    convolution may reach the extent: SqueezeNet 1.0 pads its 1x1 conv10 by 1)."""
+    for pad, limit in (("pad_h", limit_h), ("pad_w", limit_w)):
+        if limit >= 0 and p[pad] > limit:
+            return f"param '{pad}' = {p[pad]} is larger than the kernel allows ({limit})"
+    return None
 
 
 def _pool_params(p: dict) -> Optional[str]:
     # kernel 0 is global pooling
-    return _at_least(p, 0, "kernel_h", "kernel_w", "pad_h", "pad_w") or _at_least(p, 1, "stride_h", "stride_w")
+    return (_at_least(p, 0, "kernel_h", "kernel_w", "pad_h", "pad_w") or _at_least(p, 1, "stride_h", "stride_w")
+            or _pads_within(p, p["kernel_h"] - 1, p["kernel_w"] - 1))
 
 
 PARAM_RULES: Dict[str, Callable[[dict], Optional[str]]] = {
