@@ -14,12 +14,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import click
 
 import tnnformat
-from tnnformat import TnnFormatError
 
 from .cli_support import (ALL_INPUTS, BATCH, NumberChoice, ProgressRenderer, Samples, check_writable,
-                          model_inputs, preprocessing_options)
+                          model_inputs, one_line_errors, preprocessing_options)
 from .config import (MAX_BITS, MIN_BITS, TNN_BLOB_METHODS, TNN_WEIGHT_METHODS,
-                     ConfigError, QuantConfig, apply_changes, float_layers_override, from_tnn_flags,
+                     QuantConfig, apply_changes, float_layers_override, from_tnn_flags,
                      load_json)
 from .inputs import SUFFIXES, list_input_files
 
@@ -201,6 +200,7 @@ NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write an HTML report: the table and every observed blob's histogram with its thresholds.")
 @click.option("--skip_fidelity", is_flag=True, help="Do not run the int8-vs-float comparison.")
+@one_line_errors
 def main(proto, model, input_path, blob_method, weight_method, reverse_channel, bias, scale, merge_type,
          output, range_method, range_param, equalization, bias_correction, config_file, float_layers, weight_bits, blob_bits,
          dump_table, load_table, encodings,
@@ -211,8 +211,6 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     in TNN's runtime. Then, unlike TNN's tool, it runs the int8 model beside the float one
     and prints how far each quantized blob drifts, worst first.
     """
-    from kernels import KernelError
-
     from .api import default_passes, prepare, quantize
     from .report import format_table, write_html
     from .table import dump_table as write_table, table_header, write_encodings
@@ -230,13 +228,10 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         raise click.UsageError("--report shows the calibration histograms: it needs -i")
     if not input_path and bias_correction:
         raise click.UsageError("--bias_correction measures on the calibration inputs: it needs -i")
-    try:
-        net = tnnformat.load(proto, model)
-        config = build_config(blob_method, weight_method, merge_type, config_file, float_layers,
-                              weight_bits, blob_bits, range_method, range_param)
-        _, _, prepared_table, _ = prepare(net, config, load_table)  # they fit the model, before any data is read
-    except (TnnFormatError, KernelError, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
+    net = tnnformat.load(proto, model)
+    config = build_config(blob_method, weight_method, merge_type, config_file, float_layers,
+                          weight_bits, blob_bits, range_method, range_param)
+    _, _, prepared_table, _ = prepare(net, config, load_table)  # they fit the model, before any data is read
     inputs, prep = model_inputs(net, reverse_channel, bias, scale)
     batch, compare_batch = model_batches(net)
     samples = usable_samples(input_path, inputs, prep, "'-i' / '--input_path'", batch) if input_path else None
@@ -256,15 +251,13 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         result = quantize(net, samples, config, table=load_table, passes=passes,
                           fidelity_samples=check_source, on_event=events)
         result.save(str(out_proto)[:-len(".tnnproto")])
-        events.close()
         if dump_table:
             source = f"{samples.count} samples from {', '.join(input_path)}" if samples else f"table {load_table}"
             write_table(dump_table, result, table_header(str(proto), source, " ".join(sys.argv[1:])))
         if encodings:
             write_encodings(encodings, result)
-    except (TnnFormatError, KernelError, ConfigError) as exc:
+    finally:
         events.close()
-        raise click.ClickException(str(exc)) from None
 
     plan, fidelity = result.plan, result.fidelity
     if fidelity is not None:

@@ -2,19 +2,42 @@
 calibration/evaluation sample stream, and the rendering of the core's events."""
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import click
 import numpy as np
 
-from tnnformat import Net
+from kernels import KernelError
+from tnnformat import Net, TnnFormatError
 
+from .config import ConfigError
 from .events import Event, Notice, Progress, TaskDone
 from .inputs import InputFileError, Preprocess, read_input_file, read_npz
 from .pipeline import BATCH
+
+
+def one_line_errors(command: Callable) -> Callable:
+    """A command body whose failures reach the user as one line: bad files, models we cannot
+    run, configs and I/O errors become a ClickException (exit 1); numpy stays quiet (results
+    are checked for NaN and infinity where they are made)."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            try:
+                return command(*args, **kwargs)
+            except (TnnFormatError, KernelError, ConfigError, InputFileError) as exc:
+                raise click.ClickException(str(exc)) from None
+            except OSError as exc:
+                raise click.ClickException(f"{exc.filename or 'a file'}: {exc.strerror or exc}") from None
+            except MemoryError:
+                raise click.ClickException("out of memory (a smaller model or fewer inputs per file?)") from None
+    return run
 
 
 class NumberChoice(click.ParamType):

@@ -15,9 +15,8 @@ import click
 import numpy as np
 
 import tnnformat
-from tnnformat import TnnFormatError
 
-from .cli_support import Samples, model_input, preprocessing_options
+from .cli_support import Samples, model_input, one_line_errors, preprocessing_options
 from .inputs import IMAGE_SUFFIXES, list_input_files
 
 
@@ -81,6 +80,7 @@ def accuracy(scores: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
               help="Synset list (line k = class k); labels come from file names '<synset>_...'.")
 @preprocessing_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as a JSON object (top1, top5, n).")
+@one_line_errors
 def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias, scale, as_json):
     """Top-1 and top-5 accuracy of a float or int8 TNN model on labeled images."""
     from kernels import Interpreter
@@ -88,11 +88,8 @@ def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias,
     if (ground_truth is None) == (synsets is None):
         raise click.UsageError("give the labels with exactly one of -g/--ground_truth and --synsets")
     started = time.perf_counter()
-    try:
-        net = tnnformat.load(proto, model)
-        interpreter = Interpreter(net)
-    except (TnnFormatError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    net = tnnformat.load(proto, model)
+    interpreter = Interpreter(net)
     input_name, shape, prep = model_input(net, reverse_channel, bias, scale)
     folder = Path(input_path)
     if not folder.is_dir():

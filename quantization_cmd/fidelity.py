@@ -77,7 +77,8 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
     the config kept float, with its float value (blobs that TNN's runtime fuses away, such as
     a convolution's output before a fused Add, do not exist in the int8 run and are not
     listed). `activation_bits` simulates blobs below 8 bits. Float layers are marked."""
-    float_run, int8_run = Interpreter(float_net), Interpreter(int8_net, activation_bits=activation_bits)
+    float_run, int8_run = Interpreter(float_net), Interpreter(int8_net, activation_bits=activation_bits,
+                                                                    check_finite=False)
     runtime_layers = int8_run.net.layers
     producers = {blob: layer for layer in runtime_layers for blob in layer.outputs}
     kept_float = set(float_layers)

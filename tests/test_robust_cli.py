@@ -1,0 +1,128 @@
+"""The commands against hostile models, inputs and flags, run as a user runs them (a process):
+one line naming the file, layer or flag, a non-zero exit, no traceback, no numpy warning and
+no output file."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import pytest
+
+import tnnformat
+from kernels import Interpreter, KernelError
+from tnnformat import Layer, Net, RawBuffer
+
+from conftest import shared_path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+PREP = ["-n", "0", "-s", "0.00392156862745098"]
+
+
+def command(module: str, args: List[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONWARNINGS="default")
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def quantize(args: List[str], cwd: Path) -> subprocess.CompletedProcess:
+    return command("quantization_cmd.cli", args, cwd)
+
+
+def evaluate(args: List[str], cwd: Path) -> subprocess.CompletedProcess:
+    return command("quantization_cmd.eval_cmd", args, cwd)
+
+
+def model_args(proto=DATA / "digits.tnnproto", model=DATA / "digits.tnnmodel") -> List[str]:
+    return ["-p", proto, "-m", model]
+
+
+def calibration(tmp_path: Path, count: int = 4) -> Path:
+    folder = tmp_path / "cal"
+    folder.mkdir(exist_ok=True)
+    for path in sorted((DATA / "calibration").glob("*.png"))[:count]:
+        shutil.copy(path, folder)
+    return folder
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, code: int = 1) -> str:
+    assert result.returncode == code, result.stdout + result.stderr
+    text = result.stdout + result.stderr
+    assert "Traceback" not in text and "Warning:" not in text, text
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+def assert_no_output(folder: Path) -> None:
+    left = [p.name for p in folder.rglob("*") if p.suffix in (".tnnproto", ".tnnmodel") or ".tmp-" in p.name]
+    assert not [name for name in left if "quantized" in name or ".tmp-" in name], left
+
+
+# ---- priority 1 through the command -------------------------------------------------------
+def test_an_int8_model_is_refused(tmp_path):
+    folder = shared_path("tnn-reference", "squeezenet1.1")
+    result = quantize(model_args(folder / "b0_w0_t0.quantized.tnnproto", folder / "b0_w0_t0.quantized.tnnmodel")
+                      + ["-i", calibration(tmp_path)], tmp_path)
+    assert_one_line_error(result, "already int8", "conv1_1")
+    assert_no_output(tmp_path)
+
+
+def test_a_float_proto_with_an_int8_model_is_refused_by_both_commands(tmp_path):
+    folder = shared_path("tnn-reference", "squeezenet1.1")
+    args = model_args(folder / "squeezenet1.1.tnnproto", folder / "b0_w0_t0.quantized.tnnmodel")
+    assert_one_line_error(quantize(args + ["-i", calibration(tmp_path)], tmp_path), "do not belong together")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{p.name} 0\n" for p in (tmp_path / "cal").iterdir()))
+    assert_one_line_error(evaluate(args + ["-i", tmp_path / "cal", "-g", labels], tmp_path), "do not belong together")
+    assert_no_output(tmp_path)
+
+
+def test_pad_h_one_million_is_refused_at_load(tmp_path):
+    """The issue's one-number change that ran 180 s to 14 GB."""
+    proto = tmp_path / "big.tnnproto"
+    proto.write_text((DATA / "digits.tnnproto").read_text().replace(
+        "conv1 1 1 8 3 3 1 1 1 1", "conv1 1 1 8 3 3 1 1 1000000 1", 1))
+    result = quantize(model_args(proto) + ["-i", calibration(tmp_path)] + PREP, tmp_path)
+    assert_one_line_error(result, str(proto), "layer 'conv1'", "pad_h")
+    assert_no_output(tmp_path)
+
+
+# ---- priority 2: NaN and infinity during a run --------------------------------------------
+def test_nan_names_the_first_layer_that_produced_it():
+    net = Net(inputs={"x": (1, 1, 2, 2)}, outputs=["z"], layers=[
+        Layer("ReLU", "relu", ["x"], ["y"]), Layer("Sqrt", "sqrt", ["y"], ["s"]), Layer("Log", "log", ["s"], ["z"])])
+    run = Interpreter(net)
+    assert np.isfinite(run.forward({"x": np.ones((2, 1, 2, 2), np.float32)})["z"]).all()
+    with pytest.raises(KernelError, match="layer 'log' .* NaN or infinite values in blob 'z'"):
+        run.forward({"x": np.zeros((2, 1, 2, 2), np.float32)})
+    with pytest.raises(KernelError, match="input 'x' holds NaN"):
+        run.forward({"x": np.full((1, 1, 2, 2), np.nan, np.float32)})
+
+
+def test_a_nan_weight_stops_both_commands_with_one_line(tmp_path):
+    """A flipped weight byte loads (the structure is intact) but its NaN is named at run."""
+    net = tnnformat.load(DATA / "digits.tnnproto", DATA / "digits.tnnmodel")
+    weights = net.resources["conv2"]["filter"].numpy(np.float32).copy()
+    weights.flat[5] = np.nan
+    net.resources["conv2"]["filter"] = RawBuffer.from_array(weights)
+    tnnformat.save(net, tmp_path / "nan.tnnproto", tmp_path / "nan.tnnmodel")
+    args = model_args(tmp_path / "nan.tnnproto", tmp_path / "nan.tnnmodel") + PREP
+    assert_one_line_error(quantize(args + ["-i", calibration(tmp_path)], tmp_path), "layer 'conv2'", "NaN")
+    assert_no_output(tmp_path)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{p.name} 0\n" for p in (tmp_path / "cal").iterdir()))
+    assert_one_line_error(evaluate(args + ["-i", tmp_path / "cal", "-g", labels], tmp_path), "layer 'conv2'", "NaN")
+
+
+def test_the_demo_prints_no_numpy_warning(tmp_path):
+    result = quantize(model_args() + ["-i", calibration(tmp_path, 8)] + PREP, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr and "site-packages" not in result.stderr, result.stderr
