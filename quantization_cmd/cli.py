@@ -16,7 +16,7 @@ import click
 import tnnformat
 
 from .cli_support import (ALL_INPUTS, BATCH, NumberChoice, ProgressRenderer, Samples, check_writable,
-                          model_inputs, one_line_errors, preprocessing_options)
+                          model_inputs, one_line_errors, preprocessing_options, warn_skipped)
 from .config import (MAX_BITS, MIN_BITS, TNN_BLOB_METHODS, TNN_WEIGHT_METHODS,
                      QuantConfig, apply_changes, float_layers_override, from_tnn_flags,
                      load_json)
@@ -57,7 +57,7 @@ def calibration_files(folder: Path) -> List[Path]:
     if not folder.is_dir():
         raise click.ClickException(f"input folder '{folder}' does not exist")
     try:
-        files = list_input_files(folder)
+        files = list_input_files(folder, warn_skipped)
     except OSError as exc:
         raise click.ClickException(f"cannot read input folder '{folder}': {exc.strerror}") from None
     if not files:

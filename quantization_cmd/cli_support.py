@@ -103,6 +103,11 @@ def check_channels(values: Tuple[float, ...], channels: int, flag: str, input_na
                                  f"{channels} channels", param_hint=flag)
 
 
+def warn_skipped(path: Path, reason: str) -> None:
+    """The one line a skipped input file gets."""
+    click.echo(f"warning: skipping {path}: {reason}", err=True)
+
+
 #: One sample source item: the file of each input (a .npz file gives every input at once).
 Item = Dict[str, Path]
 ALL_INPUTS = "*"
@@ -138,7 +143,7 @@ class Samples:
             return arrays
         except InputFileError as exc:
             self.skipped.append((path, str(exc)))
-            click.echo(f"warning: skipping {path}: {exc}", err=True)
+            warn_skipped(path, str(exc))
             return None
 
     def screen(self) -> None:

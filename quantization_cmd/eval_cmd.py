@@ -16,7 +16,7 @@ import numpy as np
 
 import tnnformat
 
-from .cli_support import Samples, model_input, one_line_errors, preprocessing_options
+from .cli_support import Samples, model_input, one_line_errors, preprocessing_options, warn_skipped
 from .inputs import IMAGE_SUFFIXES, list_input_files
 
 
@@ -94,7 +94,7 @@ def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias,
     folder = Path(input_path)
     if not folder.is_dir():
         raise click.ClickException(f"input folder '{input_path}' does not exist")
-    files = [f for f in list_input_files(folder) if f.suffix.lower() in IMAGE_SUFFIXES]
+    files = [f for f in list_input_files(folder, warn_skipped) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise click.ClickException(f"no images ({' '.join(IMAGE_SUFFIXES)}) in '{input_path}'")
     labels = labels_from_file(Path(ground_truth), files) if ground_truth else labels_from_synsets(Path(synsets), files)
