@@ -216,7 +216,9 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     from .table import dump_table as write_table, table_header, write_encodings
 
     started = time.perf_counter()
-    out_proto, out_model = check_writable(output)
+    out_proto, out_model = check_writable(output, (proto, model, config_file, load_table))
+    if report_path is not None and skip_fidelity:
+        raise click.UsageError("--report shows the int8-vs-float table: it cannot go with --skip_fidelity")
     if report_path is not None:
         check_report_writable(report_path)
     for path, flag in ((dump_table, "'--dump_table'"), (encodings, "'--encodings'")):

@@ -3,11 +3,12 @@ calibration/evaluation sample stream, and the rendering of the core's events."""
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import click
 import numpy as np
@@ -60,7 +61,12 @@ class NumberChoice(click.ParamType):
 
 
 class FloatList(click.ParamType):
+    """Comma-separated numbers, each finite as a float32 (and non-zero if `nonzero`)."""
+
     name = "list"
+
+    def __init__(self, nonzero: bool = False):
+        self.nonzero = nonzero
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
@@ -68,25 +74,60 @@ class FloatList(click.ParamType):
         if str(value).strip() == "":
             return ()
         try:
-            return tuple(float(v) for v in str(value).split(","))
+            values = tuple(float(v) for v in str(value).split(","))
         except ValueError:
             self.fail(f"{value!r} is not a comma-separated list of numbers, e.g. 104,117,123", param, ctx)
+        with np.errstate(over="ignore"):
+            if not all(np.isfinite(np.float32(v)) for v in values):
+                self.fail(f"{value!r}: every value must be a finite float32", param, ctx)
+        if self.nonzero and 0.0 in values:
+            self.fail(f"{value!r}: a scale of 0 would erase the channel", param, ctx)
+        return values
 
 
-def check_writable(prefix: str) -> Tuple[Path, Path]:
+OUTPUT_FLAG = "'-o' / '--output'"
+OUTPUT_SUFFIXES = (".tnnproto", ".tnnmodel")
+
+
+def output_prefix(value: str) -> str:
+    """`-o` as the prefix of the two files: `x.tnnproto` and `x.tnnmodel` mean `x`; an empty
+    name or one ending in a separator names no file."""
+    for suffix in OUTPUT_SUFFIXES:
+        if value.endswith(suffix):
+            value = value[:-len(suffix)]
+    if not value.strip() or value.endswith(("/", os.sep)) or Path(value).name in ("", ".", ".."):
+        raise click.BadParameter(f"'{value}' names no file: give a name such as out/model_int8",
+                                 param_hint=OUTPUT_FLAG)
+    return value
+
+
+def check_writable(prefix: str, inputs: Sequence[Optional[str]] = ()) -> Tuple[Path, Path]:
+    """The two output paths, in an existing writable folder and not any of the `inputs`."""
+    prefix = output_prefix(prefix)
     proto, model = Path(prefix + ".tnnproto"), Path(prefix + ".tnnmodel")
     folder = proto.parent
     if not folder.is_dir():
-        raise click.BadParameter(f"folder '{folder}' does not exist", param_hint="'-o' / '--output'")
+        raise click.BadParameter(f"folder '{folder}' does not exist", param_hint=OUTPUT_FLAG)
     for path in (proto, model):
         if path.is_dir():
-            raise click.BadParameter(f"'{path}' is a folder", param_hint="'-o' / '--output'")
+            raise click.BadParameter(f"'{path}' is a folder", param_hint=OUTPUT_FLAG)
+        for given in inputs:
+            if given is not None and _same_file(path, Path(given)):
+                raise click.BadParameter(f"'{path}' is the input file '{given}': writing it would destroy "
+                                         "the input; give another name", param_hint=OUTPUT_FLAG)
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise click.BadParameter(f"cannot write in '{folder}': {exc.strerror}", param_hint="'-o' / '--output'")
+        raise click.BadParameter(f"cannot write in '{folder}': {exc.strerror}", param_hint=OUTPUT_FLAG)
     return proto, model
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
 
 
 def single_input(net: Net) -> Tuple[str, Tuple[int, ...]]:
@@ -221,7 +262,7 @@ class ProgressRenderer:
 
 def preprocessing_options(command: Callable) -> Callable:
     """-r, -n and -s, as TNN's quantization_cmd spells them."""
-    command = click.option("-s", "--scale", type=FloatList(), default="",
+    command = click.option("-s", "--scale", type=FloatList(nonzero=True), default="",
                            help="Per-channel scale, e.g. 1,1,1.")(command)
     command = click.option("-n", "--bias", type=FloatList(), default="",
                            help="Per-channel bias, e.g. 104,117,123: y = (x - bias) * scale.")(command)

@@ -61,6 +61,21 @@ def labels_from_synsets(path: Path, files: List[Path]) -> Dict[str, int]:
     return labels
 
 
+def class_count(net) -> int:
+    """How many class scores the model's first output gives per sample."""
+    from kernels import infer_shapes
+
+    return int(np.prod(infer_shapes(net)[net.outputs[0]][1:]))
+
+
+def check_classes(labels: Dict[str, int], classes: int, source: str) -> None:
+    """Every label is one of the model's classes (0 to classes - 1)."""
+    for name, label in labels.items():
+        if not 0 <= label < classes:
+            raise LabelError(f"{source}: image '{name}' has label {label}; the model's output has {classes} "
+                             f"classes (0 to {classes - 1})")
+
+
 def accuracy(scores: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
     """Top-1 and top-5 rates of class scores (n, classes) against labels (n,)."""
     top5 = np.argsort(-scores, axis=1, kind="stable")[:, :5]
@@ -98,6 +113,7 @@ def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias,
     if not files:
         raise click.ClickException(f"no images ({' '.join(IMAGE_SUFFIXES)}) in '{input_path}'")
     labels = labels_from_file(Path(ground_truth), files) if ground_truth else labels_from_synsets(Path(synsets), files)
+    check_classes(labels, class_count(net), ground_truth or synsets)
 
     samples = Samples([{input_name: f} for f in files], {input_name: shape}, prep)
     scores, truth = [], []

@@ -126,3 +126,55 @@ def test_the_demo_prints_no_numpy_warning(tmp_path):
     result = quantize(model_args() + ["-i", calibration(tmp_path, 8)] + PREP, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr and "site-packages" not in result.stderr, result.stderr
+
+
+# ---- priority 4: flags ----------------------------------------------------------------------
+@pytest.mark.parametrize("flag, value", [("-n", "nan"), ("-s", "inf"), ("-s", "1e39"), ("-s", "0"), ("-n", "-inf")])
+def test_preprocessing_values_must_be_finite_and_scales_non_zero(tmp_path, flag, value):
+    args = {"-n": "0", "-s": "0.00392156862745098", flag: value}
+    result = quantize(model_args() + ["-i", calibration(tmp_path)] + [t for kv in args.items() for t in kv], tmp_path)
+    assert_one_line_error(result, flag, code=2)
+    assert_no_output(tmp_path)
+
+
+def test_the_output_may_not_be_an_input(tmp_path):
+    """The issue's data loss: -o digits beside digits.tnnproto overwrote the float model."""
+    for path in (DATA / "digits.tnnproto", DATA / "digits.tnnmodel"):
+        shutil.copy(path, tmp_path)
+    before = (tmp_path / "digits.tnnmodel").read_bytes()
+    for output in ("digits", "digits.tnnmodel", str(tmp_path / "." / "digits")):
+        result = quantize(["-p", "digits.tnnproto", "-m", "digits.tnnmodel", "-i", calibration(tmp_path),
+                           "-o", output] + PREP, tmp_path)
+        assert_one_line_error(result, "-o", "is the input file", code=2)
+    assert (tmp_path / "digits.tnnmodel").read_bytes() == before
+
+
+@pytest.mark.parametrize("output", ["", "out/", ".tnnproto", "out/.tnnmodel"])
+def test_an_output_that_names_no_file_is_refused(tmp_path, output):
+    (tmp_path / "out").mkdir()
+    result = quantize(model_args() + ["-i", calibration(tmp_path), "-o", output] + PREP, tmp_path)
+    assert_one_line_error(result, "-o", "names no file", code=2)
+    assert not [p for p in tmp_path.rglob(".tnn*")]
+
+
+def test_an_output_with_a_model_suffix_means_its_prefix(tmp_path):
+    result = quantize(model_args() + ["-i", calibration(tmp_path), "-o", "x.tnnproto", "--skip_fidelity"] + PREP, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.glob("x*")) == ["x.tnnmodel", "x.tnnproto"]
+
+
+def test_report_without_the_comparison_is_an_error(tmp_path):
+    result = quantize(model_args() + ["-i", calibration(tmp_path), "--report", "r.html", "--skip_fidelity"] + PREP,
+                      tmp_path)
+    assert_one_line_error(result, "--report", "--skip_fidelity", code=2)
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("label", [99999, -3, 10])
+def test_eval_cmd_refuses_labels_outside_the_classes(tmp_path, label):
+    folder = calibration(tmp_path)
+    names = sorted(p.name for p in folder.iterdir())
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{name} {label if k == 1 else 0}\n" for k, name in enumerate(names)))
+    result = evaluate(model_args() + ["-i", folder, "-g", labels] + PREP, tmp_path)
+    assert_one_line_error(result, str(labels), names[1], f"label {label}", "10 classes")
