@@ -5,7 +5,6 @@ prints; everything else is in the library.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,8 @@ import click
 import tnnformat
 
 from .cli_support import (ALL_INPUTS, BATCH, NumberChoice, ProgressRenderer, Samples, check_writable,
-                          model_inputs, one_line_errors, preprocessing_options, warn_skipped)
+                          check_file_writable, model_inputs, one_line_errors, preprocessing_options,
+                          warn_skipped)
 from .config import (MAX_BITS, MIN_BITS, TNN_BLOB_METHODS, TNN_WEIGHT_METHODS,
                      QuantConfig, apply_changes, float_layers_override, from_tnn_flags,
                      load_json)
@@ -44,12 +44,6 @@ def check_report_writable(path: str) -> None:
     except ImportError:
         raise click.UsageError("--report needs matplotlib: pip install \"tnn-quantization[report]\"") from None
     check_file_writable(path, "'--report'")
-
-
-def check_file_writable(path: str, flag: str) -> None:
-    folder = Path(path).resolve().parent
-    if Path(path).is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise click.BadParameter(f"cannot write '{path}'", param_hint=flag)
 
 
 def calibration_files(folder: Path) -> List[Path]:

@@ -102,25 +102,32 @@ def output_prefix(value: str) -> str:
 
 
 def check_writable(prefix: str, inputs: Sequence[Optional[str]] = ()) -> Tuple[Path, Path]:
-    """The two output paths, in an existing writable folder and not any of the `inputs`."""
+    """The two output paths, writable and not any of the `inputs`."""
     prefix = output_prefix(prefix)
     proto, model = Path(prefix + ".tnnproto"), Path(prefix + ".tnnmodel")
-    folder = proto.parent
-    if not folder.is_dir():
-        raise click.BadParameter(f"folder '{folder}' does not exist", param_hint=OUTPUT_FLAG)
     for path in (proto, model):
-        if path.is_dir():
-            raise click.BadParameter(f"'{path}' is a folder", param_hint=OUTPUT_FLAG)
+        check_file_writable(str(path), OUTPUT_FLAG)
         for given in inputs:
             if given is not None and _same_file(path, Path(given)):
                 raise click.BadParameter(f"'{path}' is the input file '{given}': writing it would destroy "
                                          "the input; give another name", param_hint=OUTPUT_FLAG)
+    return proto, model
+
+
+def check_file_writable(path: str, flag: str) -> None:
+    """An output file can be created in its folder: the folder exists and takes a file, and
+    the path is not a folder or a special file (outputs are written and renamed into place)."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"folder '{folder}' does not exist", param_hint=flag)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise click.BadParameter(f"'{path}' is {'a folder' if os.path.isdir(path) else 'not a regular file'}",
+                                 param_hint=flag)
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise click.BadParameter(f"cannot write in '{folder}': {exc.strerror}", param_hint=OUTPUT_FLAG)
-    return proto, model
+        raise click.BadParameter(f"cannot write in '{folder}': {exc.strerror}", param_hint=flag)
 
 
 def _same_file(a: Path, b: Path) -> bool:
