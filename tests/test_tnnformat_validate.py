@@ -58,6 +58,8 @@ def proto_with(tmp_path, *replacements, count=None):
     ([("pool1 0 2 2 2 2", "pool1 0 2 2 0 2")], ["layer 'pool1'", "stride_h"]),
     ([("pool1 0 2 2 2 2 0 0", "pool1 0 2 2 2 2 2 0")], ["layer 'pool1'", "pad_h", "larger than the kernel"]),
     ([("fc 10 1 0 1", "fc 0 1 0 1")], ["layer 'fc'", "num_output"]),
+    ([("conv2 1 8 16 3 3 1 1 1 1 1 -1 1 1 0", "conv2 1 8 16 3 3 1 1 1 1 1 -1 1 1 7")], ["layer 'conv2'", "activation_type"]),
+    ([("ReLU relu2", "ReLX relu2")], ["layer 'relu2'", "'ReLX' is not a TNN layer type"]),
     # resources against params and shapes
     ([("fc 10 1 0 1", "fc 12 1 0 1")], ["digits.tnnmodel", "layer 'fc'", "'weight' holds 320", "384"]),
     ([("conv2 1 8 16 3 3", "conv2 1 8 16 3 5")], ["layer 'conv2'", "'filter' holds 1152", "1920"]),

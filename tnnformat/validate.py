@@ -15,6 +15,7 @@ import numpy as np
 
 from .buffer import DataType, RawBuffer, Resource
 from .errors import TnnFormatError
+from .layer_types import ACTIVATION_VALUES, TNN_TYPE_NUMBERS
 from .net import BLOB_SCALE_SUFFIX, Layer, Net
 
 #: Largest blob (bytes of float32 at the proto's input shapes) a model may ask for.
@@ -53,6 +54,8 @@ def _conv_params(p: dict) -> Optional[str]:
                          "dilation_h", "dilation_w") or _at_least(p, 0, "pad_h", "pad_w"))
     if problem is None and p["output_channel"] % p["group"]:
         problem = f"{p['output_channel']} output channels cannot be split into {p['group']} groups"
+    if problem is None and p["activation_type"] not in ACTIVATION_VALUES:
+        problem = f"param 'activation_type' = {p['activation_type']} is not one of TNN's {list(ACTIVATION_VALUES)}"
     return problem or _pads_within(p, p["dilation_h"] * (p["kernel_h"] - 1) + 1,
                                    p["dilation_w"] * (p["kernel_w"] - 1) + 1)
 
@@ -290,6 +293,8 @@ def validate(net: Net, proto_path: Optional[str] = None, model_path: Optional[st
 
     _check_graph(net, fail)
     for layer in net.layers:
+        if layer.type not in TNN_TYPE_NUMBERS:
+            fail(f"'{layer.type_str}' is not a TNN layer type", layer.name)
         problem = _param_problem(layer)
         if problem:
             fail(f"{layer.type_str}: {problem}", layer.name)

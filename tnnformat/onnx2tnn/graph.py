@@ -67,6 +67,11 @@ class Graph:
         return self.constants.get(name) if name else None
 
 
+def _text(value: Any) -> str:
+    """A string field as text: protobuf hands over invalid UTF-8 (a damaged file) as bytes."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
 def attribute_values(node: onnx.NodeProto) -> Dict[str, Any]:
     values: Dict[str, Any] = {}
     for attribute in node.attribute:
@@ -136,6 +141,6 @@ def from_model(model: onnx.ModelProto,
                               f"model (its inputs: {names})")
     inputs = {v.name: _input_shape(v, given.get(v.name)) for v in real_inputs}
     input_types = {v.name: v.type.tensor_type.elem_type for v in real_inputs}
-    nodes = [Node(n.op_type, n.name, list(n.input), list(n.output), attribute_values(n),
-                  "" if n.domain == "ai.onnx" else n.domain, n) for n in graph.node]
+    nodes = [Node(_text(n.op_type), _text(n.name), [_text(i) for i in n.input], [_text(o) for o in n.output],
+                  attribute_values(n), "" if n.domain == "ai.onnx" else n.domain, n) for n in graph.node]
     return Graph(opset, nodes, constants, inputs, input_types, [v.name for v in graph.output])
