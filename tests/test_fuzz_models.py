@@ -22,7 +22,9 @@ def test_mutated_models_have_only_allowed_outcomes(tmp_path):
     tally = fuzz_models.fuzz(3000, 2026, tmp_path, problems.append)
     assert not problems, "\n".join(problems[:20])
     assert all(sum(counts.values()) >= 150 for counts in tally.values())
-    for strategy in BROKEN_STRUCTURE:  # the seeds are chains: these never leave a valid graph
-        assert set(tally[strategy]) == {"rejected"}, (strategy, tally[strategy])
+    for strategy in BROKEN_STRUCTURE:  # the seeds are chains: these never leave another valid graph
+        loaded = {o.split("/")[0] for o in tally[strategy]} - {"rejected"}
+        assert loaded <= {"intact"}, (strategy, tally[strategy])  # (a truncated trailing quote is harmless)
+        assert tally[strategy]["rejected"] > 0.9 * sum(tally[strategy].values()), (strategy, tally[strategy])
     weights = tally["model: flip a weight bit"]
     assert weights["intact/ran"] + weights["intact/KernelError"] > 0.8 * sum(weights.values()), weights
