@@ -107,11 +107,13 @@ def model_batches(net) -> Tuple[int, int]:
     return 1, 1
 
 
-def usable_samples(values: Sequence[str], inputs: Dict[str, tuple], prep, flag: str, size: int) -> Samples:
-    """The readable inputs (unreadable ones are skipped with a warning)."""
+def usable_samples(values: Sequence[str], inputs: Dict[str, tuple], prep, flag: str, size: int,
+                   what: str) -> Samples:
+    """The readable inputs (unreadable ones are skipped with a warning); `what` names them in
+    the progress label."""
     items = input_items(values, inputs, flag)
     samples = Samples(items, inputs, prep, size)
-    samples.screen()
+    samples.screen(f"reading {what} inputs")
     if not samples.items:
         raise click.ClickException(f"none of the {len(items)} files in '{', '.join(values)}' could be used")
     return samples
@@ -230,11 +232,11 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     _, _, prepared_table, _ = prepare(net, config, load_table)  # they fit the model, before any data is read
     inputs, prep = model_inputs(net, reverse_channel, bias, scale)
     batch, compare_batch = model_batches(net)
-    samples = usable_samples(input_path, inputs, prep, "'-i' / '--input_path'", batch) if input_path else None
+    samples = usable_samples(input_path, inputs, prep, "'-i' / '--input_path'", batch, "calibration") if input_path else None
     check_source = None
     if not skip_fidelity:
         if eval_path:
-            check_source = usable_samples(eval_path, inputs, prep, "'--eval_path'", compare_batch)
+            check_source = usable_samples(eval_path, inputs, prep, "'--eval_path'", compare_batch, "held-out")
         elif samples is not None:
             check_source = samples.rebatched(compare_batch)
         else:

@@ -194,10 +194,10 @@ class Samples:
             warn_skipped(path, str(exc))
             return None
 
-    def screen(self) -> None:
+    def screen(self, label: str = "reading inputs") -> None:
         """Read every item once, dropping (with a warning) those that cannot be used."""
         usable, sizes = [], []
-        with click.progressbar(self.items, label="reading inputs", file=sys.stderr) as items:
+        with click.progressbar(self.items, label=label, file=sys.stderr) as items:
             for item in items:
                 arrays = self._read(item)
                 if arrays is not None:

@@ -31,15 +31,18 @@ class BlobError:
     qq: float = 0.0
     ee: float = 0.0
     max_abs: float = 0.0
+    nonfinite: int = 0  # int8 values that were NaN or infinite
 
     def add(self, f: np.ndarray, q: np.ndarray) -> None:
         f64, q64 = f.astype(np.float64).ravel(), q.astype(np.float64).ravel()
-        diff = f64 - q64
-        self.fq += float(f64 @ q64)
-        self.ff += float(f64 @ f64)
-        self.qq += float(q64 @ q64)
-        self.ee += float(diff @ diff)
-        self.max_abs = max(self.max_abs, float(np.abs(diff).max(initial=0.0)))
+        with np.errstate(all="ignore"):
+            diff = f64 - q64
+            self.fq += float(f64 @ q64)
+            self.ff += float(f64 @ f64)
+            self.qq += float(q64 @ q64)
+            self.ee += float(diff @ diff)
+        self.nonfinite += int(np.count_nonzero(~np.isfinite(q64)))
+        self.max_abs = math.nan if self.nonfinite else max(self.max_abs, float(np.abs(diff).max(initial=0.0)))
 
     @property
     def cosine(self) -> float:
@@ -64,7 +67,13 @@ class Fidelity:
 
     @property
     def worst_first(self) -> List[BlobError]:
-        return sorted(self.blobs, key=lambda b: (b.cosine, b.sqnr_db))
+        """Blobs with NaN or infinite int8 values first, then by cosine and SQNR."""
+        return sorted(self.blobs, key=lambda b: (b.nonfinite == 0, b.cosine if b.nonfinite == 0 else 0,
+                                                 b.sqnr_db if b.nonfinite == 0 else 0))
+
+    @property
+    def nonfinite_blobs(self) -> int:
+        return sum(1 for b in self.blobs + self.outputs if b.nonfinite)
 
 
 FLOAT_MARK = "(float)"

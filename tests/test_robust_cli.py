@@ -178,3 +178,35 @@ def test_eval_cmd_refuses_labels_outside_the_classes(tmp_path, label):
     labels.write_text("".join(f"{name} {label if k == 1 else 0}\n" for k, name in enumerate(names)))
     result = evaluate(model_args() + ["-i", folder, "-g", labels] + PREP, tmp_path)
     assert_one_line_error(result, str(labels), names[1], f"label {label}", "10 classes")
+
+
+# ---- priority 7: what a user sees ---------------------------------------------------------
+def test_nan_rows_come_first_and_the_table_says_so():
+    from quantization_cmd.fidelity import BlobError, Fidelity
+    from quantization_cmd.report import format_table
+
+    good, poor, broken, out = BlobError("good", "l1"), BlobError("poor", "l2"), BlobError("broken", "l3"), \
+        BlobError("prob", "prob")
+    f = np.linspace(1, 2, 16, dtype=np.float32)
+    good.add(f, f + 0.001)
+    poor.add(f, f[::-1])
+    broken.add(f, np.where(f > 1.5, np.nan, f))
+    out.add(f, f)
+    lines = format_table(Fidelity([good, poor, broken], [out], samples=1)).splitlines()
+    assert "1 blob of the int8 model hold" in lines[0] and "listed first" in lines[0]
+    assert lines[2].split()[:2] == ["broken", "NaN/inf"] and lines[2].split()[-1] == "nan", lines
+    assert [line.split()[0] for line in lines[3:5]] == ["poor", "good"]
+
+
+def test_the_two_input_passes_have_distinct_labels(tmp_path):
+    folder = calibration(tmp_path)
+    result = quantize(model_args() + ["-i", folder, "--eval_path", folder] + PREP, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "reading calibration inputs" in result.stderr and "reading held-out inputs" in result.stderr
+
+
+def test_the_demo_runs_without_warnings(tmp_path):
+    """The README's quick start, word for word."""
+    result = quantize(model_args() + ["-i", DATA / "calibration", "--eval_path", DATA / "heldout"] + PREP, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr.lower(), result.stderr
