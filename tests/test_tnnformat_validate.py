@@ -175,3 +175,45 @@ def test_the_real_files_still_load(reference):
         model = proto.with_suffix(".tnnmodel")
         shapes = tnnformat.validate(tnnformat.load(proto, model), str(proto), str(model))
         assert re.match(r"prob|softmax", sorted(tnnformat.load(proto, model).outputs)[0]) or shapes
+
+
+def one_layer(tmp_path, type_name, params, resource, inputs=("x",)):
+    """A model of one layer on a (1, 4, 8, 8) input, saved and loaded back."""
+    layer = tnnformat.Layer(type_name, "the_layer", list(inputs), ["y"], params)
+    net = tnnformat.Net(inputs={"x": (1, 4, 8, 8)}, outputs=["y"], layers=[layer],
+                        resources={"the_layer": {k: RawBuffer.from_array(np.asarray(v, np.float32))
+                                                 for k, v in resource.items()}} if resource is not None else {})
+    proto, model = tmp_path / "one.tnnproto", tmp_path / "one.tnnmodel"
+    tnnformat.save(net, proto, model)
+    return proto, model
+
+
+DECONV = dict(group=1, input_channel=4, output_channel=2, kernel_h=2, kernel_w=2, stride_h=2, stride_w=2,
+              pad_h=0, pad_w=0, bias=1, pad_type=-1, dilation_h=1, dilation_w=1, activation_type=0)
+
+
+@pytest.mark.parametrize("type_name, params, good, bad, fragment", [
+    ("Deconvolution", DECONV, {"filter": np.ones(32), "bias": np.ones(2)}, {"filter": np.ones(16), "bias": np.ones(2)},
+     "'filter' holds 16"),
+    ("Deconvolution", DECONV, {"filter": np.ones(32), "bias": np.ones(2)}, {"filter": np.ones(32), "bias": np.ones(4)},
+     "'bias' holds 4"),
+    ("BatchNormCxx", {}, {"scale": np.ones(4), "bias": np.ones(4)}, {"scale": np.ones(3), "bias": np.ones(4)},
+     "'scale' holds 3"),
+    ("InstBatchNormCxx", {"channels": 4, "eps": 1e-5}, {"scale": np.ones(4), "bias": np.ones(4)},
+     {"scale": np.ones(4), "bias": np.ones(5)}, "'bias' holds 5"),
+    ("Scale", {"axis": 1, "num_axes": 1, "bias_term": 1}, {"scale": np.ones(1), "bias": np.ones(4)},
+     {"scale": np.ones(4), "bias": np.ones(2)}, "'bias' holds 2"),
+    ("PReLU", {"channel_shared": 0, "has_filler": 0}, {"slope": np.ones(4)}, {"slope": np.ones(3)}, "'slope' holds 3"),
+    ("PReLU", {"channel_shared": 1, "has_filler": 0}, {"slope": np.ones(1)}, {"slope": np.ones(4)}, "'slope' holds 4"),
+    ("InnerProduct", {"num_output": 3, "has_bias": 1, "transpose": 0, "axis": 1},
+     {"weight": np.ones(768), "bias": np.ones(3)}, {"weight": np.ones(768), "bias": np.ones(1)}, "'bias' holds 1"),
+    ("Mul", {"weight_input_index": 1}, {"element": np.ones((1, 4, 1, 1))}, None, "needs its 'element' constant"),
+])
+def test_every_type_with_resources_is_checked(tmp_path, type_name, params, good, bad, fragment):
+    tnnformat.load(*one_layer(tmp_path, type_name, params, good))
+    expect_error(*one_layer(tmp_path, type_name, params, bad), "layer 'the_layer'", fragment)
+
+
+def test_a_const_holds_what_its_dims_say(tmp_path):
+    tnnformat.load(*one_layer(tmp_path, "Const", {"dims": [2, 3]}, {"weight": np.ones(6)}, inputs=()))
+    expect_error(*one_layer(tmp_path, "Const", {"dims": [2, 3]}, {"weight": np.ones(5)}, inputs=()), "'weight' holds 5")
