@@ -18,6 +18,7 @@ from kernels import Interpreter, KernelError
 from tnnformat import Layer, Net, RawBuffer
 
 from conftest import shared_path
+from test_quant_cli import calibration_folder
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -43,11 +44,9 @@ def model_args(proto=DATA / "digits.tnnproto", model=DATA / "digits.tnnmodel") -
 
 
 def calibration(tmp_path: Path, count: int = 4) -> Path:
+    """The demo's first `count` calibration images in tmp_path/cal (made once)."""
     folder = tmp_path / "cal"
-    folder.mkdir(exist_ok=True)
-    for path in sorted((DATA / "calibration").glob("*.png"))[:count]:
-        shutil.copy(path, folder)
-    return folder
+    return folder if folder.is_dir() else calibration_folder(tmp_path, count)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, code: int = 1) -> str:
