@@ -59,6 +59,9 @@ def proto_with(tmp_path, *replacements, count=None):
     ([("pool1 0 2 2 2 2 0 0", "pool1 0 2 2 2 2 2 0")], ["layer 'pool1'", "pad_h", "larger than the kernel"]),
     ([("fc 10 1 0 1", "fc 0 1 0 1")], ["layer 'fc'", "num_output"]),
     ([("conv2 1 8 16 3 3 1 1 1 1 1 -1 1 1 0", "conv2 1 8 16 3 3 1 1 1 1 1 -1 1 1 7")], ["layer 'conv2'", "activation_type"]),
+    ([("pool1 0 2 2 2 2", "pool1 2 2 2 2 2")], ["layer 'pool1'", "pool_type", "0 or 1"]),
+    ([("conv2 1 8 16 3 3 1 1 1 1 1", "conv2 1 8 16 3 3 1 1 1 1 1000000")], ["layer 'conv2'", "'bias'", "0 or 1"]),
+    ([("fc 10 1 0 1", "fc 10 2147483647 0 1")], ["layer 'fc'", "has_bias"]),
     ([("ReLU relu2", "ReLX relu2")], ["layer 'relu2'", "'ReLX' is not a TNN layer type"]),
     # resources against params and shapes
     ([("fc 10 1 0 1", "fc 12 1 0 1")], ["digits.tnnmodel", "layer 'fc'", "'weight' holds 320", "384"]),

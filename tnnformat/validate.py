@@ -75,9 +75,22 @@ def _pool_params(p: dict) -> Optional[str]:
             or _pads_within(p, p["kernel_h"] - 1, p["kernel_w"] - 1))
 
 
+def _flags(p: dict, *keys: str) -> Optional[str]:
+    """Params TNN reads as a yes/no (or, for pool_type, one of two kinds)."""
+    for key in keys:
+        if p[key] not in (0, 1):
+            return f"param '{key}' = {p[key]} must be 0 or 1"
+    return None
+
+
 PARAM_RULES: Dict[str, Callable[[dict], Optional[str]]] = {
-    "Convolution": _conv_params, "Deconvolution": _conv_params, "Pooling": _pool_params,
-    "InnerProduct": lambda p: _at_least(p, 1, "num_output") or _at_least(p, 0, "axis"),
+    "Convolution": lambda p: _flags(p, "bias") or _conv_params(p),
+    "Deconvolution": lambda p: _flags(p, "bias") or _conv_params(p),
+    "Pooling": lambda p: _flags(p, "pool_type", "ceil_mode", "is_adaptive") or _pool_params(p),
+    "InnerProduct": lambda p: (_flags(p, "has_bias", "transpose") or _at_least(p, 1, "num_output")
+                               or _at_least(p, 0, "axis")),
+    "Scale": lambda p: _flags(p, "bias_term"),
+    "PReLU": lambda p: _flags(p, "channel_shared", "has_filler"),
 }
 
 
