@@ -140,8 +140,8 @@ def _channels(shape: Shape) -> int:
 
 
 class _Resources:
-    """Checks of one layer's resource against its params and blob shapes; each returns a
-    problem or None."""
+    """Checks of one layer's resource against its params and input shapes; each raises
+    _Problem with what is wrong."""
 
     def __init__(self, layer: Layer, resource: Resource, inputs: Sequence[Shape]):
         self.layer, self.resource, self.inputs = layer, resource, inputs
@@ -180,7 +180,7 @@ class _Resources:
 
 
 class _Problem(Exception):
-    pass
+    """A resource that does not fit its layer (validate adds the file and the layer)."""
 
 
 def _conv_resource(r: _Resources) -> None:
@@ -316,6 +316,7 @@ def validate(net: Net, proto_path: Optional[str] = None, model_path: Optional[st
             fail(f"input '{name}' has a dimension beyond TNN's int32: {list(dims)}")
     if model_path is None:
         return {}
+
     def fail_model(message: str, layer: Optional[str] = None) -> None:
         fail(message, layer, model_path)
 
