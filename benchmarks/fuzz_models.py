@@ -323,15 +323,15 @@ def allowed(outcome: str) -> bool:
     return load == "rejected" and not run or load in ALLOWED_LOADS and run in ALLOWED_RUNS
 
 
-def fuzz(count: int, seed: int, folder: Path, report: Callable[[str], None] = lambda line: None
-         ) -> Dict[str, collections.Counter]:
+def fuzz(count: int, seed: int, folder: Path, report: Callable[[str], None] = lambda line: None,
+         failures: Optional[Path] = None) -> Dict[str, collections.Counter]:
     """`count` cases, strategies in turn; outcomes counted by strategy. Bad outcomes are
-    reported (with the mutated files kept in `folder`/failures)."""
+    reported, their mutated files kept in `failures` (default `folder`/failures)."""
     seeds = make_seeds(folder)
     rng = random.Random(seed)
     tally: Dict[str, collections.Counter] = {name: collections.Counter() for name in STRATEGIES}
     work = Worker(seeds)
-    failures = folder / "failures"
+    failures = failures or folder / "failures"
     try:
         for index in range(count):
             strategy = list(STRATEGIES)[index % len(STRATEGIES)]
@@ -339,7 +339,7 @@ def fuzz(count: int, seed: int, folder: Path, report: Callable[[str], None] = la
             outcome = work.ask(case)
             tally[strategy][outcome if allowed(outcome) else outcome.split(":")[0]] += 1
             if not allowed(outcome):
-                failures.mkdir(exist_ok=True)
+                failures.mkdir(parents=True, exist_ok=True)
                 kept = [shutil.copy(case[k], failures / f"{index}-{Path(case[k]).name}")
                         for k in ("proto", "model", "path") if k in case]
                 report(f"case {index} ({strategy}, seed {case['seed']}): {outcome}; files {kept}")
@@ -414,10 +414,11 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--cli", type=int, default=0, help="also run this many mutated files through each command")
+    parser.add_argument("--keep", default="fuzz-failures", help="folder for the files of bad outcomes (made if any)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        tally = fuzz(args.count, args.seed, Path(tmp), print)
+        tally = fuzz(args.count, args.seed, Path(tmp), print, Path(args.keep).resolve())
         print(f"{args.count} mutations (seed {args.seed}) in {time.perf_counter() - start:.0f} s, "
               f"each under a {LIMIT_BYTES >> 30} GB address-space limit and a {TIMEOUT:g} s timeout:")
         print(format_table(tally))
