@@ -220,3 +220,10 @@ def test_every_type_with_resources_is_checked(tmp_path, type_name, params, good,
 def test_a_const_holds_what_its_dims_say(tmp_path):
     tnnformat.load(*one_layer(tmp_path, "Const", {"dims": [2, 3]}, {"weight": np.ones(6)}, inputs=()))
     expect_error(*one_layer(tmp_path, "Const", {"dims": [2, 3]}, {"weight": np.ones(5)}, inputs=()), "'weight' holds 5")
+
+
+def test_buffer_dims_must_hold_its_values(tmp_path):
+    net = tnnformat.load(PROTO, MODEL)
+    filter_ = net.resources["conv2"]["filter"]
+    net.resources["conv2"]["filter"] = RawBuffer(filter_.data_type, (16, 8, 3, 4), filter_.data)
+    expect_error(*saved(tmp_path, net), "layer 'conv2'", "dims [16, 8, 3, 4] but 1152 values")

@@ -277,6 +277,10 @@ def _check_resources(net: Net, shapes: Dict[str, Shape], fail: Callable[..., Non
                 fail(f"{layer.type_str}: {exc}", layer.name)
     layers = {layer.name for layer in net.layers}
     for name, resource in net.resources.items():
+        for key, buffer in resource.items():
+            if buffer.dims and math.prod(buffer.dims) != _count(buffer):
+                fail(f"resource '{name}': buffer '{key}' has dims {list(buffer.dims)} but {_count(buffer)} values",
+                     name if name in layers else None)
         if name.endswith(BLOB_SCALE_SUFFIX) and name not in layers:
             blob = name[:-len(BLOB_SCALE_SUFFIX)]
             problem = _check_blob_scale(blob, resource, shapes.get(blob))
