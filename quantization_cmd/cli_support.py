@@ -24,8 +24,9 @@ from .pipeline import BATCH
 
 def one_line_errors(command: Callable) -> Callable:
     """A command body whose failures reach the user as one line: bad files, models we cannot
-    run, configs and I/O errors become a ClickException (exit 1); numpy stays quiet (results
-    are checked for NaN and infinity where they are made)."""
+    run, configs and I/O errors become a ClickException (exit 1), and so does a bug of ours,
+    marked as one; numpy stays quiet (results are checked for NaN and infinity where they are
+    made)."""
     @functools.wraps(command)
     def run(*args, **kwargs):
         with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -38,6 +39,10 @@ def one_line_errors(command: Callable) -> Callable:
                 raise click.ClickException(f"{exc.filename or 'a file'}: {exc.strerror or exc}") from None
             except MemoryError:
                 raise click.ClickException("out of memory (a smaller model or fewer inputs per file?)") from None
+            except (click.ClickException, click.exceptions.Exit, click.Abort):
+                raise
+            except Exception as exc:  # a bug of ours: still one line, as onnx2tnn says it
+                raise click.ClickException(f"unexpected {type(exc).__name__}: {exc}; please report it") from None
     return run
 
 

@@ -209,3 +209,18 @@ def test_the_demo_runs_without_warnings(tmp_path):
     result = quantize(model_args() + ["-i", DATA / "calibration", "--eval_path", DATA / "heldout"] + PREP, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr.lower(), result.stderr
+
+
+def test_a_bug_is_one_line_too(monkeypatch, tmp_path):
+    """Whatever slips through still reaches the user as one line, marked as our bug."""
+    from click.testing import CliRunner
+
+    import quantization_cmd.cli as cli
+
+    def broken(*args, **kwargs):
+        raise AttributeError("'NoneType' object has no attribute 'shape'")
+
+    monkeypatch.setattr(cli, "model_batches", broken)
+    result = CliRunner().invoke(cli.main, model_args() + ["-i", str(calibration(tmp_path))] + PREP)
+    assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
+    assert "unexpected AttributeError" in result.output and "please report it" in result.output
