@@ -227,3 +227,8 @@ def test_buffer_dims_must_hold_its_values(tmp_path):
     filter_ = net.resources["conv2"]["filter"]
     net.resources["conv2"]["filter"] = RawBuffer(filter_.data_type, (16, 8, 3, 4), filter_.data)
     expect_error(*saved(tmp_path, net), "layer 'conv2'", "dims [16, 8, 3, 4] but 1152 values")
+
+
+def test_a_softmax_axis_outside_the_input_is_refused(tmp_path):
+    expect_error(proto_with(tmp_path, ("SoftmaxCaffe prob 1 1 fc prob 1", "SoftmaxCaffe prob 1 1 fc prob 1000000")),
+                 MODEL, "layer 'prob'", "axis 1000000 is outside")
