@@ -111,3 +111,16 @@ def test_sigkill_during_saves_never_leaves_a_temporary_file_or_a_mismatched_pair
         assert not leftovers(folder)
         if (folder / "out.tnnproto").exists():
             tnnformat.load(folder / "out.tnnproto", folder / "out.tnnmodel")  # a mismatch would not load
+
+
+def test_onnx2tnn_names_its_output_not_a_temporary_file(tmp_path):
+    require("onnx")
+    from click.testing import CliRunner
+
+    from tnnformat.onnx2tnn.cli import main as onnx2tnn
+    from test_onnx2tnn_damaged import gemm_model
+
+    (tmp_path / "m.onnx").write_bytes(gemm_model().SerializeToString())
+    result = CliRunner().invoke(onnx2tnn, [str(tmp_path / "m.onnx"), "-o", str(tmp_path / "nowhere" / "x")])
+    assert result.exit_code == 1, result.output
+    assert "nowhere/x.tnnmodel: cannot write" in result.output and ".tmp" not in result.output
