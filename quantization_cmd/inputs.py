@@ -14,9 +14,10 @@ import errno
 import os
 import stat
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -177,22 +178,27 @@ def read_npy(path: Path, shape: Sequence[int]) -> np.ndarray:
             if f.read(2) == b"PK":
                 raise InputFileError("is a .npz archive under a .npy name")
             f.seek(0)
-            version = np.lib.format.read_magic(f)
-            header = np.lib.format.read_array_header_2_0 if version[0] >= 2 else np.lib.format.read_array_header_1_0
-            stored, _, dtype = header(f)  # versions 2 and 3 share the layout
-            _check_shape(tuple(stored), shape)
-            if dtype.hasobject or dtype.itemsize == 0:
-                raise InputFileError(f"holds {dtype} data, not real numbers")
-            size = int(np.prod(stored, dtype=object)) * dtype.itemsize
-            if size != os.fstat(f.fileno()).st_size - f.tell():
-                raise InputFileError(f"its header announces {size} bytes of data, the file holds "
-                                     f"{os.fstat(f.fileno()).st_size - f.tell()}")
+            _check_header(f, shape, os.fstat(f.fileno()).st_size)
         array = np.load(path, allow_pickle=False)
     except InputFileError:
         raise
     except (OSError, ValueError, EOFError) as exc:
         raise InputFileError(f"not a readable .npy file ({exc})") from None
     return _checked_array(array, shape)
+
+
+def _check_header(f: BinaryIO, shape: Sequence[int], file_size: int) -> None:
+    """The .npy header at `f` announces an array of the input's shape, of numbers, whose
+    data fill the rest of the `file_size` bytes exactly."""
+    version = np.lib.format.read_magic(f)
+    header = np.lib.format.read_array_header_2_0 if version[0] >= 2 else np.lib.format.read_array_header_1_0
+    stored, _, dtype = header(f)  # versions 2 and 3 share the layout
+    _check_shape(tuple(stored), shape)
+    if dtype.hasobject or dtype.itemsize == 0:
+        raise InputFileError(f"holds {dtype} data, not real numbers")
+    size, left = int(np.prod(stored, dtype=object)) * dtype.itemsize, file_size - f.tell()
+    if size != left:
+        raise InputFileError(f"its header announces {size} bytes of data, the file holds {left}")
 
 
 def _check_shape(stored: Tuple[int, ...], shape: Sequence[int]) -> None:
@@ -202,22 +208,29 @@ def _check_shape(stored: Tuple[int, ...], shape: Sequence[int]) -> None:
 
 
 def read_npz(path: Path, inputs: Mapping[str, Sequence[int]]) -> Dict[str, np.ndarray]:
-    """One array per model input, by input name, all with the same number of samples."""
+    """One array per model input, by input name, all with the same number of samples; each
+    array's header is checked before it is read, as for .npy files."""
     try:
+        with open(path, "rb") as f:
+            if f.read(2) != b"PK":
+                raise InputFileError("not a .npz archive (zip) of arrays")
         with np.load(path, allow_pickle=False) as archive:
-            if not hasattr(archive, "files"):
-                raise InputFileError("not a .npz archive of arrays")
             missing = [name for name in inputs if name not in archive.files]
             if missing:
                 raise InputFileError(f"has no array for input '{missing[0]}' (it holds "
                                      f"{', '.join(archive.files) or 'nothing'})")
             arrays = {}
             for name, shape in inputs.items():
+                member = name + ".npy" if name + ".npy" in archive.zip.namelist() else name
                 try:
+                    with archive.zip.open(member) as f:
+                        _check_header(f, shape, archive.zip.getinfo(member).file_size)
                     arrays[name] = _checked_array(archive[name], shape)
                 except InputFileError as exc:
                     raise InputFileError(f"input '{name}' {exc}") from None
-    except (OSError, ValueError, EOFError) as exc:
+    except InputFileError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputFileError(f"not a readable .npz file ({exc})") from None
     counts = {len(a) for a in arrays.values()}
     if len(counts) > 1:

@@ -124,3 +124,24 @@ def test_the_command_warns_about_each_skipped_file_and_goes_on(tmp_path):
         assert sum(name in line for line in warnings) == 1, (name, result.stderr)
     assert "4 samples from 4 files, 4 skipped" in result.stdout
     assert "Traceback" not in result.stderr and (DATA / "digits.tnnproto").exists()
+
+
+def test_npz_members_are_checked_like_npy_files(tmp_path):
+    from quantization_cmd.inputs import read_npz
+
+    good = tmp_path / "good.npz"
+    np.savez(good, input=np.ones(SHAPE, np.float32))
+    assert read_npz(good, {"input": SHAPE})["input"].shape == SHAPE
+    huge = tmp_path / "huge.npz"
+    import zipfile
+    with zipfile.ZipFile(huge, "w") as archive:
+        archive.writestr("input.npy", npy_claiming((10**10, 1, 16, 16)))
+    tracemalloc.start()
+    with pytest.raises(InputFileError, match="input 'input' its header announces 10240000000000 bytes"):
+        read_npz(huge, {"input": SHAPE})
+    assert tracemalloc.get_traced_memory()[1] < 2**20
+    tracemalloc.stop()
+    np.save(tmp_path / "plain.npy", np.ones(SHAPE, np.float32))
+    os.replace(tmp_path / "plain.npy", tmp_path / "plain.npz")
+    with pytest.raises(InputFileError, match="not a .npz archive"):
+        read_npz(tmp_path / "plain.npz", {"input": SHAPE})
