@@ -232,7 +232,8 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     _, _, prepared_table, _ = prepare(net, config, load_table)  # they fit the model, before any data is read
     inputs, prep = model_inputs(net, reverse_channel, bias, scale)
     batch, compare_batch = model_batches(net)
-    samples = usable_samples(input_path, inputs, prep, "'-i' / '--input_path'", batch, "calibration") if input_path else None
+    samples = usable_samples(input_path, inputs, prep, "'-i' / '--input_path'", batch, "calibration") \
+        if input_path else None
     check_source = None
     if not skip_fidelity:
         if eval_path:

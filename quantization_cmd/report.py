@@ -34,8 +34,9 @@ def _number(value: float, digits: int = 4) -> str:
 def table_rows(fidelity: Fidelity) -> List[List[str]]:
     rows = [["blob", "layer", "cosine", "SQNR dB", "max abs err"]]
     for err in fidelity.worst_first + fidelity.outputs:
-        rows.append([err.name + (" (output)" if err in fidelity.outputs else "") + (" NaN/inf" if err.nonfinite else ""),
-                     err.layer, _number(err.cosine, 6), _number(err.sqnr_db, 1), _number(err.max_abs, 4)])
+        marks = (" (output)" if err in fidelity.outputs else "") + (" NaN/inf" if err.nonfinite else "")
+        rows.append([err.name + marks, err.layer, _number(err.cosine, 6), _number(err.sqnr_db, 1),
+                     _number(err.max_abs, 4)])
     return rows
 
 

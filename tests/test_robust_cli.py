@@ -157,7 +157,8 @@ def test_an_output_that_names_no_file_is_refused(tmp_path, output):
 
 
 def test_an_output_with_a_model_suffix_means_its_prefix(tmp_path):
-    result = quantize(model_args() + ["-i", calibration(tmp_path), "-o", "x.tnnproto", "--skip_fidelity"] + PREP, tmp_path)
+    result = quantize(model_args() + ["-i", calibration(tmp_path), "-o", "x.tnnproto", "--skip_fidelity"] + PREP,
+                      tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.glob("x*")) == ["x.tnnmodel", "x.tnnproto"]
 

@@ -103,7 +103,8 @@ def test_non_regular_files_are_listed_apart_with_a_reason(tmp_path):
     expected = odd_entries(tmp_path)
     (tmp_path / "good.png").write_bytes(png_claiming(4, 4))
     warned = {}
-    assert list_input_files(tmp_path, lambda path, reason: warned.update({path.name: reason})) == [tmp_path / "good.png"]
+    listed = list_input_files(tmp_path, lambda path, reason: warned.update({path.name: reason}))
+    assert listed == [tmp_path / "good.png"]
     assert sorted(warned) == sorted(expected)
     for name, reason in expected.items():
         assert reason in warned[name], (name, warned[name])

@@ -58,7 +58,8 @@ def proto_with(tmp_path, *replacements, count=None):
     ([("pool1 0 2 2 2 2", "pool1 0 2 2 0 2")], ["layer 'pool1'", "stride_h"]),
     ([("pool1 0 2 2 2 2 0 0", "pool1 0 2 2 2 2 2 0")], ["layer 'pool1'", "pad_h", "larger than the kernel"]),
     ([("fc 10 1 0 1", "fc 0 1 0 1")], ["layer 'fc'", "num_output"]),
-    ([("conv2 1 8 16 3 3 1 1 1 1 1 -1 1 1 0", "conv2 1 8 16 3 3 1 1 1 1 1 -1 1 1 7")], ["layer 'conv2'", "activation_type"]),
+    ([("conv2 1 8 16 3 3 1 1 1 1 1 -1 1 1 0", "conv2 1 8 16 3 3 1 1 1 1 1 -1 1 1 7")],
+     ["layer 'conv2'", "activation_type"]),
     ([("pool1 0 2 2 2 2", "pool1 2 2 2 2 2")], ["layer 'pool1'", "pool_type", "0 or 1"]),
     ([("conv2 1 8 16 3 3 1 1 1 1 1", "conv2 1 8 16 3 3 1 1 1 1 1000000")], ["layer 'conv2'", "'bias'", "0 or 1"]),
     ([("fc 10 1 0 1", "fc 10 2147483647 0 1")], ["layer 'fc'", "has_bias"]),
@@ -68,7 +69,8 @@ def proto_with(tmp_path, *replacements, count=None):
     ([("conv2 1 8 16 3 3", "conv2 1 8 16 3 5")], ["layer 'conv2'", "'filter' holds 1152", "1920"]),
     ([("conv3 1 16 32 3 3", "conv3 1 16 24 3 3")], ["layer 'conv3'", "'filter'"]),
     # the memory cap: one number turns the demo into terabytes (the pad_h 1 -> 1000000)
-    ([("1 1 8 3 3 1 1 1 1 1 -1", "1 1 8 3 3 1 1 1000000 1 1 -1")], ["layer 'conv1'", "pad_h", "larger than the kernel allows"]),
+    ([("1 1 8 3 3 1 1 1 1 1 -1", "1 1 8 3 3 1 1 1000000 1 1 -1")],
+     ["layer 'conv1'", "pad_h", "larger than the kernel allows"]),
 ])
 def test_broken_structure_is_refused_at_load(tmp_path, replacements, fragments):
     expect_error(proto_with(tmp_path, *replacements), MODEL, *fragments)
