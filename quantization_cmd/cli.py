@@ -5,6 +5,7 @@ prints; everything else is in the library.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,13 +38,13 @@ def _method_help(numbers: Dict[int, str], kind: str) -> str:
     return "; ".join(f"{k}: {name} ({methods[name].help})" for k, name in numbers.items())
 
 
-def check_report_writable(path: str) -> None:
+def check_report_writable(path: str, inputs: Sequence[Optional[str]]) -> None:
     """--report needs matplotlib and a writable place, both checked before calibration."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         raise click.UsageError("--report needs matplotlib: pip install \"tnn-quantization[report]\"") from None
-    check_file_writable(path, "'--report'")
+    check_file_writable(path, "'--report'", inputs)
 
 
 def calibration_files(folder: Path) -> List[Path]:
@@ -212,14 +213,18 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     from .table import dump_table as write_table, table_header, write_encodings
 
     started = time.perf_counter()
-    out_proto, out_model = check_writable(output, (proto, model, config_file, load_table))
+    given = (proto, model, config_file, load_table)
+    out_proto, out_model = check_writable(output, given)
     if report_path is not None and skip_fidelity:
         raise click.UsageError("--report shows the int8-vs-float table: it cannot go with --skip_fidelity")
     if report_path is not None:
-        check_report_writable(report_path)
+        check_report_writable(report_path, given)
     for path, flag in ((dump_table, "'--dump_table'"), (encodings, "'--encodings'")):
         if path is not None:
-            check_file_writable(path, flag)
+            check_file_writable(path, flag, given)
+    outputs = [str(out_proto), str(out_model)] + [p for p in (report_path, dump_table, encodings) if p]
+    if len({os.path.realpath(p) for p in outputs}) < len(outputs):
+        raise click.UsageError(f"two outputs would be the same file ({', '.join(outputs)}); give each its own name")
     if not input_path and load_table is None:
         raise click.UsageError("give the calibration inputs with -i (or a table with --load_table)")
     if not input_path and report_path is not None:

@@ -111,23 +111,24 @@ def check_writable(prefix: str, inputs: Sequence[Optional[str]] = ()) -> Tuple[P
     prefix = output_prefix(prefix)
     proto, model = Path(prefix + ".tnnproto"), Path(prefix + ".tnnmodel")
     for path in (proto, model):
-        check_file_writable(str(path), OUTPUT_FLAG)
-        for given in inputs:
-            if given is not None and _same_file(path, Path(given)):
-                raise click.BadParameter(f"'{path}' is the input file '{given}': writing it would destroy "
-                                         "the input; give another name", param_hint=OUTPUT_FLAG)
+        check_file_writable(str(path), OUTPUT_FLAG, inputs)
     return proto, model
 
 
-def check_file_writable(path: str, flag: str) -> None:
+def check_file_writable(path: str, flag: str, inputs: Sequence[Optional[str]] = ()) -> None:
     """An output file can be created in its folder: the folder exists and takes a file, and
-    the path is not a folder or a special file (outputs are written and renamed into place)."""
+    the path is not a folder, a special file (outputs are written and renamed into place) or
+    one of the `inputs`."""
     folder = Path(path).parent
     if not folder.is_dir():
         raise click.BadParameter(f"folder '{folder}' does not exist", param_hint=flag)
     if os.path.lexists(path) and not os.path.isfile(path):
         raise click.BadParameter(f"'{path}' is {'a folder' if os.path.isdir(path) else 'not a regular file'}",
                                  param_hint=flag)
+    for given in inputs:
+        if given is not None and _same_file(Path(path), Path(given)):
+            raise click.BadParameter(f"'{path}' is the input file '{given}': writing it would destroy "
+                                     "the input; give another name", param_hint=flag)
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass

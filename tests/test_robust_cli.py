@@ -225,3 +225,20 @@ def test_a_bug_is_one_line_too(monkeypatch, tmp_path):
     result = CliRunner().invoke(cli.main, model_args() + ["-i", str(calibration(tmp_path))] + PREP)
     assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
     assert "unexpected AttributeError" in result.output and "please report it" in result.output
+
+
+@pytest.mark.parametrize("flag, value, fragment", [
+    ("--dump_table", "digits.tnnproto", "is the input file"),
+    ("--encodings", "digits.tnnmodel", "is the input file"),
+    ("--report", "digits.tnnproto", "is the input file"),
+    ("--dump_table", "model_quantized.tnnmodel", "two outputs would be the same file"),
+])
+def test_no_output_overwrites_an_input_or_another_output(tmp_path, flag, value, fragment):
+    for path in (DATA / "digits.tnnproto", DATA / "digits.tnnmodel"):
+        shutil.copy(path, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("digits.*")}
+    result = quantize(["-p", "digits.tnnproto", "-m", "digits.tnnmodel", "-i", calibration(tmp_path), flag, value]
+                      + PREP, tmp_path)
+    assert_one_line_error(result, fragment, code=2)
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("digits.*")} == before
+    assert not list(tmp_path.glob("model_quantized*"))
