@@ -1,10 +1,11 @@
 """Fuzz the model readers: seeded mutations of real model files, each loaded (and run, when it
 loads) in a worker process under an address-space limit; a table of outcomes by strategy.
 
-    python benchmarks/fuzz_models.py --count 20000 [--seed 15] [--cli 200]
+    python benchmarks/fuzz_models.py --count 20000 [--seed 15] [--cli 200] [--real]
 
 Seeds: the bundled demo (float), its int8 model, and a small ONNX model (converted with
-onnx2tnn). Each case is one strategy applied once. Allowed outcomes:
+onnx2tnn); with --real also SqueezeNet 1.1 as TNN's converter and TNN's quantization tool wrote
+it (../shared). Each case is one strategy applied once. Allowed outcomes:
 - `rejected`: load (or onnx2tnn) refused the file with its one error type;
 - `intact` / `renamed`: it loaded and its structure (layers, params, blobs, resources' data
   types and sizes) is the original's, or the original's up to a consistent renaming: flipped
@@ -35,6 +36,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
+REFERENCE = REPO.parent / "shared" / "tnn-reference" / "squeezenet1.1"  # TNN's own files (--real)
 HOSTILE_NUMBERS = ["0", "-1", "1", "2", "3", "1000000", "2147483647", "2147483648", "4294967295",
                    "-2147483649", "1e20", "1e39", "nan", "inf", "0.5", "99999999999999999999"]
 HOSTILE_INTS = [0, -1, 1, 2, 7, 255, 1 << 16, 1 << 24, 1 << 30, 0x7FFFFFFF, -0x80000000, 0x0FABC0004]
@@ -294,17 +296,23 @@ def _tiny_onnx(path: Path) -> None:
     path.write_bytes(model.SerializeToString())
 
 
-def make_seeds(folder: Path) -> Dict[str, dict]:
-    """The files mutations start from: the demo, its int8 model, a tiny ONNX model."""
+def make_seeds(folder: Path, real: bool = False) -> Dict[str, dict]:
+    """The files mutations start from: the demo, its int8 model, a tiny ONNX model; with
+    `real`, also SqueezeNet 1.1 as TNN's converter and TNN's quantization tool wrote it."""
     subprocess.run([sys.executable, "-m", "quantization_cmd.cli", "-p", DATA / "digits.tnnproto",
                     "-m", DATA / "digits.tnnmodel", "-i", DATA / "calibration", "-n", "0", "-s", "0.00392156862745098",
                     "-o", folder / "digits_int8", "--skip_fidelity"], check=True, capture_output=True,
                    env=dict(os.environ, PYTHONPATH=str(REPO)))
     _tiny_onnx(folder / "tiny.onnx")
-    return {"demo": {"kind": "tnn", "proto": str(DATA / "digits.tnnproto"), "model": str(DATA / "digits.tnnmodel")},
-            "demo int8": {"kind": "tnn", "proto": str(folder / "digits_int8.tnnproto"),
-                          "model": str(folder / "digits_int8.tnnmodel")},
-            "onnx": {"kind": "onnx", "path": str(folder / "tiny.onnx")}}
+    seeds = {"demo": {"kind": "tnn", "proto": str(DATA / "digits.tnnproto"), "model": str(DATA / "digits.tnnmodel")},
+             "demo int8": {"kind": "tnn", "proto": str(folder / "digits_int8.tnnproto"),
+                           "model": str(folder / "digits_int8.tnnmodel")},
+             "onnx": {"kind": "onnx", "path": str(folder / "tiny.onnx")}}
+    if real:
+        for name, prefix in (("squeezenet", "squeezenet1.1"), ("squeezenet int8", "b2_w1_t0.quantized")):
+            seeds[name] = {"kind": "tnn", "proto": str(REFERENCE / f"{prefix}.tnnproto"),
+                           "model": str(REFERENCE / f"{prefix}.tnnmodel")}
+    return seeds
 
 
 def mutated_case(seeds: Dict[str, dict], strategy: str, rng: random.Random, folder: Path, index: int) -> dict:
@@ -324,10 +332,10 @@ def allowed(outcome: str) -> bool:
 
 
 def fuzz(count: int, seed: int, folder: Path, report: Callable[[str], None] = lambda line: None,
-         failures: Optional[Path] = None) -> Dict[str, collections.Counter]:
+         failures: Optional[Path] = None, real: bool = False) -> Dict[str, collections.Counter]:
     """`count` cases, strategies in turn; outcomes counted by strategy. Bad outcomes are
     reported, their mutated files kept in `failures` (default `folder`/failures)."""
-    seeds = make_seeds(folder)
+    seeds = make_seeds(folder, real)
     rng = random.Random(seed)
     tally: Dict[str, collections.Counter] = {name: collections.Counter() for name in STRATEGIES}
     work = Worker(seeds)
@@ -415,11 +423,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--cli", type=int, default=0, help="also run this many mutated files through each command")
     parser.add_argument("--keep", default="fuzz-failures", help="folder for the files of bad outcomes (made if any)")
+    parser.add_argument("--real", action="store_true",
+                        help="also mutate SqueezeNet 1.1 as TNN's tools wrote it (float and int8; needs ../shared)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        tally = fuzz(args.count, args.seed, Path(tmp), print, Path(args.keep).resolve())
-        print(f"{args.count} mutations (seed {args.seed}) in {time.perf_counter() - start:.0f} s, "
+        tally = fuzz(args.count, args.seed, Path(tmp), print, Path(args.keep).resolve(), args.real)
+        print(f"{args.count} mutations (seed {args.seed}{', with SqueezeNet' if args.real else ''}) in "
+              f"{time.perf_counter() - start:.0f} s, "
               f"each under a {LIMIT_BYTES >> 30} GB address-space limit and a {TIMEOUT:g} s timeout:")
         print(format_table(tally))
         bad = sum(n for counts in tally.values() for o, n in counts.items() if not allowed(o))
