@@ -234,3 +234,12 @@ def test_buffer_dims_must_hold_its_values(tmp_path):
 def test_a_softmax_axis_outside_the_input_is_refused(tmp_path):
     expect_error(proto_with(tmp_path, ("SoftmaxCaffe prob 1 1 fc prob 1", "SoftmaxCaffe prob 1 1 fc prob 1000000")),
                  MODEL, "layer 'prob'", "axis 1000000 is outside")
+
+
+def test_special_files_are_not_read(tmp_path):
+    """A FIFO would block the reader and /dev/zero never ends."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo.tnnmodel")
+    expect_error(PROTO, tmp_path / "fifo.tnnmodel", "fifo.tnnmodel", "not a regular file")
+    expect_error("/dev/zero", MODEL, "/dev/zero", "not a regular file")

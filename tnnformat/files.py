@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple, Union
 
@@ -18,7 +19,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _read_bytes(path: PathLike, what: str) -> bytes:
+    """The file's bytes; a FIFO or a device (which could block or never end) is refused."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise TnnFormatError(f"cannot read the {what}: not a regular file", path=str(path))
         with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
