@@ -15,6 +15,7 @@ import click
 import numpy as np
 
 import tnnformat
+from tnnformat.files import read_regular_text
 
 from .cli_support import Samples, model_input, one_line_errors, preprocessing_options, warn_skipped
 from .inputs import IMAGE_SUFFIXES, list_input_files
@@ -28,7 +29,7 @@ def labels_from_file(path: Path, files: List[Path]) -> Dict[str, int]:
     """`<file name> <class index>` per line; every image in the folder must have one."""
     labels: Dict[str, int] = {}
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = read_regular_text(path).splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelError(f"cannot read label file '{path}': {exc}") from None
     for number, line in enumerate(lines, 1):
@@ -48,7 +49,7 @@ def labels_from_file(path: Path, files: List[Path]) -> Dict[str, int]:
 def labels_from_synsets(path: Path, files: List[Path]) -> Dict[str, int]:
     """Line k of the synset file is class k; each image name starts with its synset and '_'."""
     try:
-        synsets = [line.split()[0] for line in Path(path).read_text().splitlines() if line.strip()]
+        synsets = [line.split()[0] for line in read_regular_text(path).splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelError(f"cannot read synset file '{path}': {exc}") from None
     index = {synset: k for k, synset in enumerate(synsets)}

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from tnnformat import BlobScale, write_atomically
+from tnnformat.files import read_regular_text
 
 from .config import ConfigError, Override, qmax
 from .events import Progress, TaskDone
@@ -127,7 +127,7 @@ def _entry(path: str, number: int, text: str) -> TableEntry:
 def load_table(path: str) -> Dict[str, TableEntry]:
     """The table's entries by blob; a TableError names the file and line of a bad one."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = read_regular_text(path).splitlines()
     except OSError as exc:
         raise TableError(f"cannot read table '{path}': {exc.strerror}") from None
     except UnicodeDecodeError:

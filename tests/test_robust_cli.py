@@ -242,3 +242,13 @@ def test_no_output_overwrites_an_input_or_another_output(tmp_path, flag, value, 
     assert_one_line_error(result, fragment, code=2)
     assert {p.name: p.read_bytes() for p in tmp_path.glob("digits.*")} == before
     assert not list(tmp_path.glob("model_quantized*"))
+
+
+def test_a_fifo_as_label_config_or_table_file_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "fifo.txt"
+    os.mkfifo(fifo)
+    folder = calibration(tmp_path)
+    assert_one_line_error(evaluate(model_args() + ["-i", folder, "-g", fifo] + PREP, tmp_path), "not a regular file")
+    for flag in ("--config", "--load_table"):
+        result = quantize(model_args() + ["-i", folder, flag, fifo] + PREP, tmp_path)
+        assert_one_line_error(result, "fifo.txt", "not a regular file")

@@ -18,13 +18,23 @@ from .validate import DEFAULT_BLOB_CAP, validate
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def read_regular(path: PathLike) -> bytes:
+    """A regular file's bytes; a FIFO or a device (which could block or never end) is an
+    OSError, as a missing file is."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def read_regular_text(path: PathLike) -> str:
+    """read_regular as UTF-8 text (UnicodeDecodeError if it is not)."""
+    return read_regular(path).decode("utf-8")
+
+
 def _read_bytes(path: PathLike, what: str) -> bytes:
-    """The file's bytes; a FIFO or a device (which could block or never end) is refused."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise TnnFormatError(f"cannot read the {what}: not a regular file", path=str(path))
-        with open(path, "rb") as f:
-            return f.read()
+        return read_regular(path)
     except OSError as exc:
         raise TnnFormatError(f"cannot read the {what}: {exc.strerror}", path=str(path)) from None
 
