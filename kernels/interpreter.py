@@ -42,9 +42,12 @@ class Interpreter:
     callback does; int8 blobs are shown dequantized. Blobs are released after their last
     reader unless listed in `keep`. `activation_bits` (blob name -> bits) narrows the int8
     codes of those blobs, see the module docstring; blob names are those of the runtime graph.
+    With `check_finite` (the default), NaN or infinity in a result is a KernelError naming the
+    first layer that produced it (numpy's own warnings are silenced during a forward).
     """
 
-    def __init__(self, net: Net, activation_bits: Optional[Dict[str, int]] = None):
+    def __init__(self, net: Net, activation_bits: Optional[Dict[str, int]] = None, check_finite: bool = True):
+        self.check_finite = check_finite
         self.net = net = runtime_graph(net)
         self.activation_bits: Dict[str, int] = dict(activation_bits or {})
         self.kernels = [kernel_for(layer) for layer in net.layers]
@@ -107,11 +110,21 @@ class Interpreter:
 
         Without a hook, a batch is split across the machine's cores (see threads.py)."""
         blobs = self._check_inputs(inputs)
+        for name, value in blobs.items():
+            if self.check_finite and not np.isfinite(value).all():
+                raise KernelError(f"input '{name}' holds NaN or infinite values")
         batch = min(v.shape[0] for v in blobs.values()) if blobs else 0
-        if hook is None and batch >= 2 and parallel_batches_possible() and \
-                all(v.shape[0] == batch for v in blobs.values()) and self._batch_independent():
-            return self._forward_split(blobs, batch, keep)
-        return self._forward(blobs, hook, keep)
+        with np.errstate(all="ignore"):
+            if hook is None and batch >= 2 and parallel_batches_possible() and \
+                    all(v.shape[0] == batch for v in blobs.values()) and self._batch_independent():
+                results = self._forward_split(dict(blobs), batch, keep)
+            else:
+                results = self._forward(dict(blobs), hook, keep, each=hook is not None)
+            if self.check_finite and hook is None and not all(np.isfinite(v).all() for v in results.values()):
+                self._forward(blobs, None, keep, each=True)  # finds and names the first layer
+                bad = next(name for name, v in results.items() if not np.isfinite(v).all())
+                raise KernelError(f"blob '{bad}' holds NaN or infinite values")
+        return results
 
     def _batch_independent(self) -> bool:
         """True when images can run apart: every blob's first dim is the batch (its shapes at
@@ -132,10 +145,12 @@ class Interpreter:
         bounds = np.linspace(0, batch, min(WORKERS, batch) + 1).astype(int)
         parts = [{k: v[a:b] for k, v in blobs.items()} for a, b in zip(bounds[:-1], bounds[1:])]
         with single_threaded_blas(), ThreadPoolExecutor(len(parts)) as pool:
-            results = list(pool.map(lambda part: self._forward(part, None, keep), parts))
+            results = list(pool.map(lambda part: self._forward(part, None, keep, each=False), parts))
         return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
 
-    def _forward(self, blobs: Dict[str, Value], hook: Optional[Hook], keep: Iterable[str]) -> Dict[str, np.ndarray]:
+    def _forward(self, blobs: Dict[str, Value], hook: Optional[Hook], keep: Iterable[str],
+                 each: bool) -> Dict[str, np.ndarray]:
+        """One pass; `each`: check every layer's float results for NaN/inf (if check_finite)."""
         wanted = set(self.net.outputs) | set(keep)
         if hook is not None:
             for name, value in blobs.items():
@@ -150,10 +165,16 @@ class Interpreter:
                 outputs = self._run(index, layer, args)
             except KernelError:
                 raise
-            except (ValueError, IndexError) as exc:
+            except (ValueError, IndexError, ZeroDivisionError, TypeError) as exc:
                 shapes = [list(self._float(a).shape) for a in args]
                 raise KernelError(f"layer '{layer.name}' ({layer.type_str}) failed on input shapes "
                                   f"{shapes}: {exc}") from None
+            except MemoryError:
+                shapes = [list(self._float(a).shape) for a in args]
+                raise KernelError(f"layer '{layer.name}' ({layer.type_str}) ran out of memory on input "
+                                  f"shapes {shapes}") from None
+            if each and self.check_finite:
+                self._check_finite(layer, outputs)
             for blob, value in zip(layer.outputs, outputs):
                 blobs[blob] = value
                 if hook is not None:
@@ -166,6 +187,12 @@ class Interpreter:
             raise KernelError(f"blob '{missing[0]}' is never produced")
         order = list(self.net.outputs) + sorted(wanted - set(self.net.outputs))
         return {name: self._float(blobs[name]) for name in order}
+
+    def _check_finite(self, layer: Layer, outputs: List[Value]) -> None:
+        for blob, value in zip(layer.outputs, outputs):
+            if not isinstance(value, Int8Blob) and value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise KernelError(f"layer '{layer.name}' ({layer.type_str}) produced NaN or infinite "
+                                  f"values in blob '{blob}' from finite inputs")
 
     @property
     def layers(self) -> List[Layer]:

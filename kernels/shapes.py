@@ -1,21 +1,31 @@
 """Shape inference: every blob's shape from the inputs' shapes and the layers' params."""
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional, Tuple
 
 from tnnformat import Net
 
 from .errors import KernelError
-from .registry import kernel_for
+from .registry import KERNELS, kernel_for
 
 Shape = Tuple[int, ...]
 
 
-def infer_shapes(net: Net, input_shapes: Optional[Dict[str, Shape]] = None) -> Dict[str, Shape]:
-    """Shapes of all blobs; `input_shapes` overrides the proto's (e.g. another batch size)."""
+def infer_shapes(net: Net, input_shapes: Optional[Dict[str, Shape]] = None, *,
+                 blob_cap: Optional[int] = None, skip_unknown: bool = False) -> Dict[str, Shape]:
+    """Shapes of all blobs; `input_shapes` overrides the proto's (e.g. another batch size).
+
+    `blob_cap` (bytes of float32) makes a larger blob an error naming its layer; with
+    `skip_unknown`, layers without a kernel are passed over and so is everything that reads
+    their outputs (those blobs get no shape)."""
     shapes: Dict[str, Shape] = {name: tuple(shape) for name, shape in net.inputs.items()}
     shapes.update({name: tuple(shape) for name, shape in (input_shapes or {}).items()})
+    unknown = set()
     for layer in net.layers:
+        if skip_unknown and (layer.type not in KERNELS or unknown.intersection(layer.inputs)):
+            unknown.update(layer.outputs)
+            continue
         missing = [b for b in layer.inputs if b not in shapes]
         if missing:
             raise KernelError(f"layer '{layer.name}' reads blob '{missing[0]}', which no earlier "
@@ -25,7 +35,7 @@ def infer_shapes(net: Net, input_shapes: Optional[Dict[str, Shape]] = None) -> D
             out_shapes = kernel_for(layer).shapes(layer, in_shapes, net.resources.get(layer.name, {}))
         except KernelError:
             raise
-        except (ValueError, IndexError, ZeroDivisionError) as exc:
+        except (ValueError, IndexError, ZeroDivisionError, KeyError, TypeError, OverflowError) as exc:
             raise KernelError(f"layer '{layer.name}' ({layer.type}) cannot take input shapes "
                               f"{[list(s) for s in in_shapes]}: {exc}") from None
         if len(out_shapes) != len(layer.outputs):
@@ -36,6 +46,10 @@ def infer_shapes(net: Net, input_shapes: Optional[Dict[str, Shape]] = None) -> D
                 raise KernelError(f"layer '{layer.name}' ({layer.type}) gives an empty output "
                                   f"{list(shape)} from inputs {[list(s) for s in in_shapes]}")
             shapes[blob] = tuple(int(d) for d in shape)
+            if blob_cap is not None and 4 * math.prod(shapes[blob]) > blob_cap:
+                raise KernelError(f"layer '{layer.name}' ({layer.type}) gives blob '{blob}' of shape "
+                                  f"{list(shape)}, {4 * math.prod(shapes[blob]) / 2**30:.3g} GiB as float32, "
+                                  f"over the cap of {blob_cap / 2**30:.3g} GiB")
     return shapes
 
 

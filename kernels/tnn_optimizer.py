@@ -12,8 +12,8 @@ import copy
 from typing import Dict, List
 
 from tnnformat import Layer, Net
+from tnnformat.layer_types import RELU, RELU6, SIGMOID_MUL
 
-RELU, RELU6, SIGMOID_MUL = 0x0001, 0x0002, 0x0100
 #: TNN's ActivationType for each fusable activation layer.
 ACTIVATION_TYPES: Dict[str, int] = {"ReLU": RELU, "Relu": RELU, "ReLU6": RELU6, "Relu6": RELU6,
                                      "Sigmoid": SIGMOID_MUL, "Swish": SIGMOID_MUL}

@@ -20,7 +20,7 @@ from .adaround import RoundingOptimisation
 from .bias_correction import BiasCorrection
 from .calibrate import ComputeScales, HistogramStatistics, RangeStatistics
 from .equalization import CrossLayerEqualization
-from .config import QuantConfig
+from .config import ConfigError, QuantConfig
 from .events import Listener, ignore
 from .fidelity import Fidelity, measure
 from .pipeline import Pass, QuantState, SampleSource, Samples, run
@@ -85,6 +85,10 @@ def prepare(net: Net, config: QuantConfig, table: Union[str, Dict[str, TableEntr
             ) -> Tuple[QuantConfig, Plan, Optional[Dict[str, TableEntry]], str]:
     """The config (with a table's per-blob settings), the plan, the table's entries and its
     name: everything checked against the model before any data is read (ConfigError)."""
+    already = next((layer for layer in net.layers if layer.quantized), None)
+    if already is not None:
+        raise ConfigError(f"the model is already int8 (layer '{already.name}' is {already.type_str}); "
+                          "quantize its float model instead")
     table_name = table if isinstance(table, str) else "table"
     if isinstance(table, str):
         table = load_table(table)

@@ -100,8 +100,9 @@ def scale_of(stats: BlobStats) -> Tuple[BlobScale, int]:
 
 
 class ComputeScales(Pass):
-    """Every observed blob's scale from its statistics by its method; a warning for blobs with
-    channels that were zero on every input."""
+    """Every observed blob's scale from its statistics by its method; a warning for blobs that
+    were zero on every input (the calibration inputs never reach them). Single channels that
+    stay zero (dead ReLU channels, as in the demo's pool1) get a stand-in scale silently."""
 
     name = "scales"
     stage = RANGES
@@ -111,10 +112,7 @@ class ComputeScales(Pass):
         total = len(state.plan.blobs)
         for done, blob in enumerate(state.plan.blobs, 1):
             state.scales[blob], empty = scale_of(blob_stats(state.plan, state.statistics, blob))
-            if empty:
-                channels = state.scales[blob].scale.size
-                what = "was zero on every input" if empty == channels else \
-                    f"has {empty} of {channels} channels that were zero on every input"
-                state.emit(Notice(f"blob '{blob}' {what}; those get a stand-in scale"))
+            if empty and empty == state.scales[blob].scale.size:  # a few dead channels are common
+                state.emit(Notice(f"blob '{blob}' was zero on every input; it gets a stand-in scale"))
             state.emit(Progress(task, done, total))
         state.emit(TaskDone(task))

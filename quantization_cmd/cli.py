@@ -15,12 +15,12 @@ import click
 from click.core import ParameterSource
 
 import tnnformat
-from tnnformat import TnnFormatError
 
 from .cli_support import (ALL_INPUTS, BATCH, NumberChoice, ProgressRenderer, Samples, check_writable,
-                          model_inputs, preprocessing_options)
+                          check_file_writable, model_inputs, one_line_errors, preprocessing_options,
+                          warn_skipped)
 from .config import (MAX_BITS, MIN_BITS, TNN_BLOB_METHODS, TNN_WEIGHT_METHODS,
-                     ConfigError, QuantConfig, apply_changes, float_layers_override, from_tnn_flags,
+                     QuantConfig, apply_changes, float_layers_override, from_tnn_flags,
                      load_json)
 from .inputs import SUFFIXES, list_input_files
 
@@ -39,19 +39,13 @@ def _method_help(numbers: Dict[int, str], kind: str) -> str:
     return "; ".join(f"{k}: {name} ({methods[name].help})" for k, name in numbers.items())
 
 
-def check_report_writable(path: str) -> None:
+def check_report_writable(path: str, inputs: Sequence[Optional[str]]) -> None:
     """--report needs matplotlib and a writable place, both checked before calibration."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         raise click.UsageError("--report needs matplotlib: pip install \"tnn-quantization[report]\"") from None
-    check_file_writable(path, "'--report'")
-
-
-def check_file_writable(path: str, flag: str) -> None:
-    folder = Path(path).resolve().parent
-    if Path(path).is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise click.BadParameter(f"cannot write '{path}'", param_hint=flag)
+    check_file_writable(path, "'--report'", inputs)
 
 
 def calibration_files(folder: Path) -> List[Path]:
@@ -59,7 +53,7 @@ def calibration_files(folder: Path) -> List[Path]:
     if not folder.is_dir():
         raise click.ClickException(f"input folder '{folder}' does not exist")
     try:
-        files = list_input_files(folder)
+        files = list_input_files(folder, warn_skipped)
     except OSError as exc:
         raise click.ClickException(f"cannot read input folder '{folder}': {exc.strerror}") from None
     if not files:
@@ -115,11 +109,13 @@ def model_batches(net) -> Tuple[int, int]:
     return 1, 1
 
 
-def usable_samples(values: Sequence[str], inputs: Dict[str, tuple], prep, flag: str, size: int) -> Samples:
-    """The readable inputs (unreadable ones are skipped with a warning)."""
+def usable_samples(values: Sequence[str], inputs: Dict[str, tuple], prep, flag: str, size: int,
+                   what: str) -> Samples:
+    """The readable inputs (unreadable ones are skipped with a warning); `what` names them in
+    the progress label."""
     items = input_items(values, inputs, flag)
     samples = Samples(items, inputs, prep, size)
-    samples.screen()
+    samples.screen(f"reading {what} inputs")
     if not samples.items:
         raise click.ClickException(f"none of the {len(items)} files in '{', '.join(values)}' could be used")
     return samples
@@ -211,6 +207,7 @@ NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write an HTML report: the table and every observed blob's histogram with its thresholds.")
 @click.option("--skip_fidelity", is_flag=True, help="Do not run the int8-vs-float comparison.")
+@one_line_errors
 def main(proto, model, input_path, blob_method, weight_method, reverse_channel, bias, scale, merge_type,
          output, range_method, range_param, equalization, bias_correction, tuning, rounding, best, config_file, float_layers, weight_bits, blob_bits,
          dump_table, load_table, encodings,
@@ -221,19 +218,23 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     in TNN's runtime. Then, unlike TNN's tool, it runs the int8 model beside the float one
     and prints how far each quantized blob drifts, worst first.
     """
-    from kernels import KernelError
-
     from .api import BEST, BEST_RANGE, default_passes, prepare, quantize
     from .report import format_table, write_html
     from .table import dump_table as write_table, table_header, write_encodings
 
     started = time.perf_counter()
-    out_proto, out_model = check_writable(output)
+    given = (proto, model, config_file, load_table)
+    out_proto, out_model = check_writable(output, given)
+    if report_path is not None and skip_fidelity:
+        raise click.UsageError("--report shows the int8-vs-float table: it cannot go with --skip_fidelity")
     if report_path is not None:
-        check_report_writable(report_path)
+        check_report_writable(report_path, given)
     for path, flag in ((dump_table, "'--dump_table'"), (encodings, "'--encodings'")):
         if path is not None:
-            check_file_writable(path, flag)
+            check_file_writable(path, flag, given)
+    outputs = [str(out_proto), str(out_model)] + [p for p in (report_path, dump_table, encodings) if p]
+    if len({os.path.realpath(p) for p in outputs}) < len(outputs):
+        raise click.UsageError(f"two outputs would be the same file ({', '.join(outputs)}); give each its own name")
     if not input_path and load_table is None:
         raise click.UsageError("give the calibration inputs with -i (or a table with --load_table)")
     if not input_path and report_path is not None:
@@ -247,20 +248,18 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         range_method = BEST_RANGE
     if load_table is not None and (tuning or best):
         raise click.UsageError(f"{'--best' if best else '--tune'} chooses the scales: it cannot start from --load_table")
-    try:
-        net = tnnformat.load(proto, model)
-        config = build_config(blob_method, weight_method, merge_type, config_file, float_layers,
-                              weight_bits, blob_bits, range_method, range_param)
-        _, _, prepared_table, _ = prepare(net, config, load_table)  # they fit the model, before any data is read
-    except (TnnFormatError, KernelError, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
+    net = tnnformat.load(proto, model)
+    config = build_config(blob_method, weight_method, merge_type, config_file, float_layers,
+                          weight_bits, blob_bits, range_method, range_param)
+    _, _, prepared_table, _ = prepare(net, config, load_table)  # they fit the model, before any data is read
     inputs, prep = model_inputs(net, reverse_channel, bias, scale)
     batch, compare_batch = model_batches(net)
-    samples = usable_samples(input_path, inputs, prep, "'-i' / '--input_path'", batch) if input_path else None
+    samples = usable_samples(input_path, inputs, prep, "'-i' / '--input_path'", batch, "calibration") \
+        if input_path else None
     check_source = None
     if not skip_fidelity:
         if eval_path:
-            check_source = usable_samples(eval_path, inputs, prep, "'--eval_path'", compare_batch)
+            check_source = usable_samples(eval_path, inputs, prep, "'--eval_path'", compare_batch, "held-out")
         elif samples is not None:
             check_source = samples.rebatched(compare_batch)
         else:
@@ -275,15 +274,13 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         result = quantize(net, samples, config, table=load_table, passes=passes,
                           fidelity_samples=check_source, on_event=events)
         result.save(str(out_proto)[:-len(".tnnproto")])
-        events.close()
         if dump_table:
             source = f"{samples.count} samples from {', '.join(input_path)}" if samples else f"table {load_table}"
             write_table(dump_table, result, table_header(str(proto), source, " ".join(sys.argv[1:])))
         if encodings:
             write_encodings(encodings, result)
-    except (TnnFormatError, KernelError, ConfigError) as exc:
+    finally:
         events.close()
-        raise click.ClickException(str(exc)) from None
 
     plan, fidelity = result.plan, result.fidelity
     if fidelity is not None:

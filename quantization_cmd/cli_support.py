@@ -2,19 +2,48 @@
 calibration/evaluation sample stream, and the rendering of the core's events."""
 from __future__ import annotations
 
+import functools
+import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import click
 import numpy as np
 
-from tnnformat import Net
+from kernels import KernelError
+from tnnformat import Net, TnnFormatError
 
+from .config import ConfigError
 from .events import Event, Notice, Progress, TaskDone
 from .inputs import InputFileError, Preprocess, read_input_file, read_npz
 from .pipeline import BATCH
+
+
+def one_line_errors(command: Callable) -> Callable:
+    """A command body whose failures reach the user as one line: bad files, models we cannot
+    run, configs and I/O errors become a ClickException (exit 1), and so does a bug of ours,
+    marked as one; numpy stays quiet (results are checked for NaN and infinity where they are
+    made)."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            try:
+                return command(*args, **kwargs)
+            except (TnnFormatError, KernelError, ConfigError, InputFileError) as exc:
+                raise click.ClickException(str(exc)) from None
+            except OSError as exc:
+                raise click.ClickException(f"{exc.filename or 'a file'}: {exc.strerror or exc}") from None
+            except MemoryError:
+                raise click.ClickException("out of memory (a smaller model or fewer inputs per file?)") from None
+            except (click.ClickException, click.exceptions.Exit, click.Abort):
+                raise
+            except Exception as exc:  # a bug of ours: still one line, as onnx2tnn says it
+                raise click.ClickException(f"unexpected {type(exc).__name__}: {exc}; please report it") from None
+    return run
 
 
 class NumberChoice(click.ParamType):
@@ -37,7 +66,12 @@ class NumberChoice(click.ParamType):
 
 
 class FloatList(click.ParamType):
+    """Comma-separated numbers, each finite as a float32 (and non-zero if `nonzero`)."""
+
     name = "list"
+
+    def __init__(self, nonzero: bool = False):
+        self.nonzero = nonzero
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
@@ -45,25 +79,68 @@ class FloatList(click.ParamType):
         if str(value).strip() == "":
             return ()
         try:
-            return tuple(float(v) for v in str(value).split(","))
+            values = tuple(float(v) for v in str(value).split(","))
         except ValueError:
             self.fail(f"{value!r} is not a comma-separated list of numbers, e.g. 104,117,123", param, ctx)
+        with np.errstate(over="ignore"):
+            if not all(np.isfinite(np.float32(v)) for v in values):
+                self.fail(f"{value!r}: every value must be a finite float32", param, ctx)
+        if self.nonzero and 0.0 in values:
+            self.fail(f"{value!r}: a scale of 0 would erase the channel", param, ctx)
+        return values
 
 
-def check_writable(prefix: str) -> Tuple[Path, Path]:
+OUTPUT_FLAG = "'-o' / '--output'"
+OUTPUT_SUFFIXES = (".tnnproto", ".tnnmodel")
+
+
+def output_prefix(value: str) -> str:
+    """`-o` as the prefix of the two files: `x.tnnproto` and `x.tnnmodel` mean `x`; an empty
+    name or one ending in a separator names no file."""
+    for suffix in OUTPUT_SUFFIXES:
+        if value.endswith(suffix):
+            value = value[:-len(suffix)]
+    if not value.strip() or value.endswith(("/", os.sep)) or Path(value).name in ("", ".", ".."):
+        raise click.BadParameter(f"'{value}' names no file: give a name such as out/model_int8",
+                                 param_hint=OUTPUT_FLAG)
+    return value
+
+
+def check_writable(prefix: str, inputs: Sequence[Optional[str]] = ()) -> Tuple[Path, Path]:
+    """The two output paths, writable and not any of the `inputs`."""
+    prefix = output_prefix(prefix)
     proto, model = Path(prefix + ".tnnproto"), Path(prefix + ".tnnmodel")
-    folder = proto.parent
-    if not folder.is_dir():
-        raise click.BadParameter(f"folder '{folder}' does not exist", param_hint="'-o' / '--output'")
     for path in (proto, model):
-        if path.is_dir():
-            raise click.BadParameter(f"'{path}' is a folder", param_hint="'-o' / '--output'")
+        check_file_writable(str(path), OUTPUT_FLAG, inputs)
+    return proto, model
+
+
+def check_file_writable(path: str, flag: str, inputs: Sequence[Optional[str]] = ()) -> None:
+    """An output file can be created in its folder: the folder exists and takes a file, and
+    the path is not a folder, a special file (outputs are written and renamed into place) or
+    one of the `inputs`."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"folder '{folder}' does not exist", param_hint=flag)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise click.BadParameter(f"'{path}' is {'a folder' if os.path.isdir(path) else 'not a regular file'}",
+                                 param_hint=flag)
+    for given in inputs:
+        if given is not None and _same_file(Path(path), Path(given)):
+            raise click.BadParameter(f"'{path}' is the input file '{given}': writing it would destroy "
+                                     "the input; give another name", param_hint=flag)
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise click.BadParameter(f"cannot write in '{folder}': {exc.strerror}", param_hint="'-o' / '--output'")
-    return proto, model
+        raise click.BadParameter(f"cannot write in '{folder}': {exc.strerror}", param_hint=flag)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
 
 
 def single_input(net: Net) -> Tuple[str, Tuple[int, ...]]:
@@ -78,6 +155,11 @@ def check_channels(values: Tuple[float, ...], channels: int, flag: str, input_na
     if values and len(values) != channels:
         raise click.BadParameter(f"{len(values)} values given; the model's input '{input_name}' has "
                                  f"{channels} channels", param_hint=flag)
+
+
+def warn_skipped(path: Path, reason: str) -> None:
+    """The one line a skipped input file gets."""
+    click.echo(f"warning: skipping {path}: {reason}", err=True)
 
 
 #: One sample source item: the file of each input (a .npz file gives every input at once).
@@ -115,13 +197,13 @@ class Samples:
             return arrays
         except InputFileError as exc:
             self.skipped.append((path, str(exc)))
-            click.echo(f"warning: skipping {path}: {exc}", err=True)
+            warn_skipped(path, str(exc))
             return None
 
-    def screen(self) -> None:
+    def screen(self, label: str = "reading inputs") -> None:
         """Read every item once, dropping (with a warning) those that cannot be used."""
         usable, sizes = [], []
-        with click.progressbar(self.items, label="reading inputs", file=sys.stderr) as items:
+        with click.progressbar(self.items, label=label, file=sys.stderr) as items:
             for item in items:
                 arrays = self._read(item)
                 if arrays is not None:
@@ -193,7 +275,7 @@ class ProgressRenderer:
 
 def preprocessing_options(command: Callable) -> Callable:
     """-r, -n and -s, as TNN's quantization_cmd spells them."""
-    command = click.option("-s", "--scale", type=FloatList(), default="",
+    command = click.option("-s", "--scale", type=FloatList(nonzero=True), default="",
                            help="Per-channel scale, e.g. 1,1,1.")(command)
     command = click.option("-n", "--bias", type=FloatList(), default="",
                            help="Per-channel bias, e.g. 104,117,123: y = (x - bias) * scale.")(command)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from tnnformat.files import read_regular_text
+
 MIN_BITS, MAX_BITS = 2, 8
 GRANULARITIES = ("channel", "tensor")
 
@@ -198,7 +200,7 @@ def load_json(path: str, base: QuantConfig) -> QuantConfig:
     replace fields of the defaults, 'overrides' are appended. Errors name the file and key."""
     name = Path(path).name
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_regular_text(path))
     except OSError as exc:
         raise ConfigError(f"cannot read config file '{path}': {exc.strerror}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

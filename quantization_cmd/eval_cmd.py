@@ -15,9 +15,9 @@ import click
 import numpy as np
 
 import tnnformat
-from tnnformat import TnnFormatError
+from tnnformat.files import read_regular_text
 
-from .cli_support import Samples, model_input, preprocessing_options
+from .cli_support import Samples, model_input, one_line_errors, preprocessing_options, warn_skipped
 from .inputs import IMAGE_SUFFIXES, list_input_files
 
 
@@ -29,7 +29,7 @@ def labels_from_file(path: Path, files: List[Path]) -> Dict[str, int]:
     """`<file name> <class index>` per line; every image in the folder must have one."""
     labels: Dict[str, int] = {}
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = read_regular_text(path).splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelError(f"cannot read label file '{path}': {exc}") from None
     for number, line in enumerate(lines, 1):
@@ -49,7 +49,7 @@ def labels_from_file(path: Path, files: List[Path]) -> Dict[str, int]:
 def labels_from_synsets(path: Path, files: List[Path]) -> Dict[str, int]:
     """Line k of the synset file is class k; each image name starts with its synset and '_'."""
     try:
-        synsets = [line.split()[0] for line in Path(path).read_text().splitlines() if line.strip()]
+        synsets = [line.split()[0] for line in read_regular_text(path).splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelError(f"cannot read synset file '{path}': {exc}") from None
     index = {synset: k for k, synset in enumerate(synsets)}
@@ -60,6 +60,21 @@ def labels_from_synsets(path: Path, files: List[Path]) -> Dict[str, int]:
             raise LabelError(f"image '{f.name}': synset '{synset}' is not in '{path}'")
         labels[f.name] = index[synset]
     return labels
+
+
+def class_count(net) -> int:
+    """How many class scores the model's first output gives per sample."""
+    from kernels import infer_shapes
+
+    return int(np.prod(infer_shapes(net)[net.outputs[0]][1:]))
+
+
+def check_classes(labels: Dict[str, int], classes: int, source: str) -> None:
+    """Every label is one of the model's classes (0 to classes - 1)."""
+    for name, label in labels.items():
+        if not 0 <= label < classes:
+            raise LabelError(f"{source}: image '{name}' has label {label}; the model's output has {classes} "
+                             f"classes (0 to {classes - 1})")
 
 
 def accuracy(scores: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
@@ -81,6 +96,7 @@ def accuracy(scores: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
               help="Synset list (line k = class k); labels come from file names '<synset>_...'.")
 @preprocessing_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as a JSON object (top1, top5, n).")
+@one_line_errors
 def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias, scale, as_json):
     """Top-1 and top-5 accuracy of a float or int8 TNN model on labeled images."""
     from kernels import Interpreter
@@ -88,19 +104,17 @@ def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias,
     if (ground_truth is None) == (synsets is None):
         raise click.UsageError("give the labels with exactly one of -g/--ground_truth and --synsets")
     started = time.perf_counter()
-    try:
-        net = tnnformat.load(proto, model)
-        interpreter = Interpreter(net)
-    except (TnnFormatError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    net = tnnformat.load(proto, model)
+    interpreter = Interpreter(net)
     input_name, shape, prep = model_input(net, reverse_channel, bias, scale)
     folder = Path(input_path)
     if not folder.is_dir():
         raise click.ClickException(f"input folder '{input_path}' does not exist")
-    files = [f for f in list_input_files(folder) if f.suffix.lower() in IMAGE_SUFFIXES]
+    files = [f for f in list_input_files(folder, warn_skipped) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise click.ClickException(f"no images ({' '.join(IMAGE_SUFFIXES)}) in '{input_path}'")
     labels = labels_from_file(Path(ground_truth), files) if ground_truth else labels_from_synsets(Path(synsets), files)
+    check_classes(labels, class_count(net), ground_truth or synsets)
 
     samples = Samples([{input_name: f} for f in files], {input_name: shape}, prep)
     scores, truth = [], []

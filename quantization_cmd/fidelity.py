@@ -31,15 +31,18 @@ class BlobError:
     qq: float = 0.0
     ee: float = 0.0
     max_abs: float = 0.0
+    nonfinite: int = 0  # int8 values that were NaN or infinite
 
     def add(self, f: np.ndarray, q: np.ndarray) -> None:
         f64, q64 = f.astype(np.float64).ravel(), q.astype(np.float64).ravel()
-        diff = f64 - q64
-        self.fq += float(f64 @ q64)
-        self.ff += float(f64 @ f64)
-        self.qq += float(q64 @ q64)
-        self.ee += float(diff @ diff)
-        self.max_abs = max(self.max_abs, float(np.abs(diff).max(initial=0.0)))
+        with np.errstate(all="ignore"):
+            diff = f64 - q64
+            self.fq += float(f64 @ q64)
+            self.ff += float(f64 @ f64)
+            self.qq += float(q64 @ q64)
+            self.ee += float(diff @ diff)
+        self.nonfinite += int(np.count_nonzero(~np.isfinite(q64)))
+        self.max_abs = math.nan if self.nonfinite else max(self.max_abs, float(np.abs(diff).max(initial=0.0)))
 
     @property
     def cosine(self) -> float:
@@ -64,7 +67,13 @@ class Fidelity:
 
     @property
     def worst_first(self) -> List[BlobError]:
-        return sorted(self.blobs, key=lambda b: (b.cosine, b.sqnr_db))
+        """Blobs with NaN or infinite int8 values first, then by cosine and SQNR."""
+        return sorted(self.blobs, key=lambda b: (b.nonfinite == 0, b.cosine if b.nonfinite == 0 else 0,
+                                                 b.sqnr_db if b.nonfinite == 0 else 0))
+
+    @property
+    def nonfinite_blobs(self) -> int:
+        return sum(1 for b in self.blobs + self.outputs if b.nonfinite)
 
 
 FLOAT_MARK = "(float)"
@@ -77,7 +86,8 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
     the config kept float, with its float value (blobs that TNN's runtime fuses away, such as
     a convolution's output before a fused Add, do not exist in the int8 run and are not
     listed). `activation_bits` simulates blobs below 8 bits. Float layers are marked."""
-    float_run, int8_run = Interpreter(float_net), Interpreter(int8_net, activation_bits=activation_bits)
+    float_run, int8_run = Interpreter(float_net), Interpreter(int8_net, activation_bits=activation_bits,
+                                                                    check_finite=False)
     runtime_layers = int8_run.net.layers
     producers = {blob: layer for layer in runtime_layers for blob in layer.outputs}
     kept_float = set(float_layers)

@@ -10,14 +10,21 @@ input name (models with several inputs; TNN's tool fills only the first).
 """
 from __future__ import annotations
 
+import errno
+import os
+import stat
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import BinaryIO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SUFFIXES = IMAGE_SUFFIXES + (".txt", ".npy", ".npz")
+#: Images with more pixels are skipped (decompression bombs); see read_image's `max_pixels`.
+MAX_PIXELS = 50_000_000
 
 
 class InputFileError(ValueError):
@@ -34,34 +41,73 @@ class Preprocess:
     scale: Tuple[float, ...] = field(default_factory=tuple)
 
 
-def list_input_files(folder: Path) -> List[Path]:
-    """Regular files with a supported suffix (any letter case), in a stable (sorted) order."""
-    files = [entry for entry in sorted(Path(folder).iterdir(), key=lambda p: p.name)
-             if entry.suffix.lower() in SUFFIXES and entry.is_file()]
+def list_input_files(folder: Path, warn: Optional[Callable[[Path, str], None]] = None) -> List[Path]:
+    """Regular files with a supported suffix (any letter case), in a stable (sorted) order;
+    entries with such a suffix that are not regular files (folders, FIFOs, devices, broken
+    or looping links) are left out, each passed to `warn` with the reason."""
+    files = []
+    for entry in sorted(Path(folder).iterdir(), key=lambda p: p.name):
+        if entry.suffix.lower() not in SUFFIXES:
+            continue
+        reason = _not_regular(entry)
+        if reason is None:
+            files.append(entry)
+        elif warn is not None:
+            warn(entry, reason)
     return files
 
 
-def _image_pixels(path: Path, channels: int) -> np.ndarray:
-    """HWC uint8 pixels with `channels` channels, whatever the file stores."""
+def _not_regular(path: Path) -> Optional[str]:
+    """Why `path` (links followed) is not a regular file we can read, or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        return "a broken symbolic link" if os.path.islink(path) else f"cannot be read ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")]
+    return "not a regular file: " + next((kind for test, kind in kinds if test(mode)), "a special file")
+
+
+def _image_pixels(path: Path, channels: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """HWC uint8 pixels with `channels` channels, whatever the file stores; images over
+    `max_pixels` are refused from their header, before they are decoded."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit gray: keep the top 8 bits
-                wide = np.asarray(img, dtype=np.uint32 if img.mode == "I" else np.uint16)
-                shift = 24 if img.mode == "I" else 8
-                img = Image.fromarray((wide >> shift).astype(np.uint8), mode="L")
-            elif img.mode == "P":
-                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-            target = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}.get(channels)
-            if target is None:
-                raise InputFileError(f"the model takes {channels} channels; images have 1 to 4")
-            return np.asarray(img.convert(target), dtype=np.uint8).reshape(img.height, img.width, channels)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own cap decides
+            with Image.open(path) as img:
+                if img.width * img.height > max_pixels:
+                    raise InputFileError(f"the image is {img.width} x {img.height} pixels, over the cap of "
+                                         f"{max_pixels / 1e6:g} megapixels")
+                img.load()
+                return _converted(img, channels)
+    except Image.DecompressionBombError as exc:
+        raise InputFileError(f"refused as a decompression bomb ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, InputFileError):
             raise
         raise InputFileError(f"not a readable image ({exc.__class__.__name__}: {exc})") from None
+
+
+def _converted(img, channels: int) -> np.ndarray:
+    """A loaded PIL image as HWC uint8 with `channels` channels."""
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit gray: keep the top 8 bits
+        wide = np.asarray(img, dtype=np.uint32 if img.mode == "I" else np.uint16)
+        shift = 24 if img.mode == "I" else 8
+        img = Image.fromarray((wide >> shift).astype(np.uint8), mode="L")
+    elif img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    target = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}.get(channels)
+    if target is None:
+        raise InputFileError(f"the model takes {channels} channels; images have 1 to 4")
+    return np.asarray(img.convert(target), dtype=np.uint8).reshape(img.height, img.width, channels)
 
 
 def _resized(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -76,10 +122,10 @@ def _resized(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     return out.reshape(height, width, channels)
 
 
-def read_image(path: Path, shape: Sequence[int], prep: Preprocess) -> np.ndarray:
+def read_image(path: Path, shape: Sequence[int], prep: Preprocess, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """One image as a (1, C, H, W) float32 batch."""
     _, channels, height, width = shape
-    pixels = _resized(_image_pixels(path, channels), height, width).astype(np.float32)
+    pixels = _resized(_image_pixels(path, channels, max_pixels), height, width).astype(np.float32)
     if prep.reverse_channel and channels in (3, 4):
         pixels = pixels[..., [2, 1, 0, 3][:channels]]
     bias = np.asarray(prep.bias or (0.0,) * channels, np.float32)
@@ -92,9 +138,15 @@ def _samples(values: np.ndarray, shape: Sequence[int], what: str) -> np.ndarray:
     if values.size == 0 or values.size % sample:
         raise InputFileError(f"{what} holds {values.size} values; the input {tuple(shape)} needs a "
                              f"multiple of {sample}")
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes inf: refused below
+        values = values.astype(np.float32, copy=False)
+    _check_finite(values, what)
+    return values.reshape((-1,) + tuple(shape[1:]))
+
+
+def _check_finite(values: np.ndarray, what: str) -> None:
     if not np.all(np.isfinite(values)):
-        raise InputFileError(f"{what} contains NaN or infinite values")
-    return values.astype(np.float32, copy=False).reshape((-1,) + tuple(shape[1:]))
+        raise InputFileError(f"{what} contains NaN or infinite values (as float32)")
 
 
 def read_text(path: Path, shape: Sequence[int]) -> np.ndarray:
@@ -114,36 +166,71 @@ def _checked_array(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
         raise InputFileError("holds an archive of arrays (.npz), not one array")
     if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
         raise InputFileError(f"holds {array.dtype} data, not real numbers")
-    if tuple(array.shape[-len(shape) + 1:]) != tuple(shape[1:]) or array.ndim not in (len(shape) - 1, len(shape)):
-        raise InputFileError(f"has shape {array.shape}; the input needs {tuple(shape)} (any batch)")
+    _check_shape(array.shape, shape)
     return _samples(array, shape, "the array")
 
 
 def read_npy(path: Path, shape: Sequence[int]) -> np.ndarray:
+    """One array, its header checked against the input's shape and the file's size before
+    anything is allocated; pickled objects are never loaded."""
     try:
+        with open(path, "rb") as f:
+            if f.read(2) == b"PK":
+                raise InputFileError("is a .npz archive under a .npy name")
+            f.seek(0)
+            _check_header(f, shape, os.fstat(f.fileno()).st_size)
         array = np.load(path, allow_pickle=False)
+    except InputFileError:
+        raise
     except (OSError, ValueError, EOFError) as exc:
         raise InputFileError(f"not a readable .npy file ({exc})") from None
     return _checked_array(array, shape)
 
 
+def _check_header(f: BinaryIO, shape: Sequence[int], file_size: int) -> None:
+    """The .npy header at `f` announces an array of the input's shape, of numbers, whose
+    data fill the rest of the `file_size` bytes exactly."""
+    version = np.lib.format.read_magic(f)
+    header = np.lib.format.read_array_header_2_0 if version[0] >= 2 else np.lib.format.read_array_header_1_0
+    stored, _, dtype = header(f)  # versions 2 and 3 share the layout
+    _check_shape(tuple(stored), shape)
+    if dtype.hasobject or dtype.itemsize == 0:
+        raise InputFileError(f"holds {dtype} data, not real numbers")
+    size, left = int(np.prod(stored, dtype=object)) * dtype.itemsize, file_size - f.tell()
+    if size != left:
+        raise InputFileError(f"its header announces {size} bytes of data, the file holds {left}")
+
+
+def _check_shape(stored: Tuple[int, ...], shape: Sequence[int]) -> None:
+    """An array of the input's shape, or of its shape without (or with another) batch."""
+    if tuple(stored[-len(shape) + 1:]) != tuple(shape[1:]) or len(stored) not in (len(shape) - 1, len(shape)):
+        raise InputFileError(f"has shape {stored}; the input needs {tuple(shape)} (any batch)")
+
+
 def read_npz(path: Path, inputs: Mapping[str, Sequence[int]]) -> Dict[str, np.ndarray]:
-    """One array per model input, by input name, all with the same number of samples."""
+    """One array per model input, by input name, all with the same number of samples; each
+    array's header is checked before it is read, as for .npy files."""
     try:
+        with open(path, "rb") as f:
+            if f.read(2) != b"PK":
+                raise InputFileError("not a .npz archive (zip) of arrays")
         with np.load(path, allow_pickle=False) as archive:
-            if not hasattr(archive, "files"):
-                raise InputFileError("not a .npz archive of arrays")
             missing = [name for name in inputs if name not in archive.files]
             if missing:
                 raise InputFileError(f"has no array for input '{missing[0]}' (it holds "
                                      f"{', '.join(archive.files) or 'nothing'})")
             arrays = {}
             for name, shape in inputs.items():
+                member = name + ".npy" if name + ".npy" in archive.zip.namelist() else name
                 try:
+                    with archive.zip.open(member) as f:
+                        _check_header(f, shape, archive.zip.getinfo(member).file_size)
                     arrays[name] = _checked_array(archive[name], shape)
                 except InputFileError as exc:
                     raise InputFileError(f"input '{name}' {exc}") from None
-    except (OSError, ValueError, EOFError) as exc:
+    except InputFileError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputFileError(f"not a readable .npz file ({exc})") from None
     counts = {len(a) for a in arrays.values()}
     if len(counts) > 1:
@@ -162,6 +249,8 @@ def read_input_file(path: Path, shape: Sequence[int], prep: Preprocess) -> np.nd
         raise InputFileError("a .npz file gives every input at once; read it with read_npz")
     if len(shape) != 4:
         raise InputFileError(f"images need an NCHW input; the model's input is {tuple(shape)}")
-    return read_image(path, shape, prep)
+    image = read_image(path, shape, prep)
+    _check_finite(image, "the preprocessed image")
+    return image
 
 

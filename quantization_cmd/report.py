@@ -24,6 +24,8 @@ from .statistics import BINS, Statistics
 
 
 def _number(value: float, digits: int = 4) -> str:
+    if math.isnan(value):
+        return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return f"{value:.{digits}f}"
@@ -32,9 +34,19 @@ def _number(value: float, digits: int = 4) -> str:
 def table_rows(fidelity: Fidelity) -> List[List[str]]:
     rows = [["blob", "layer", "cosine", "SQNR dB", "max abs err"]]
     for err in fidelity.worst_first + fidelity.outputs:
-        rows.append([err.name + (" (output)" if err in fidelity.outputs else ""), err.layer,
-                     _number(err.cosine, 6), _number(err.sqnr_db, 1), _number(err.max_abs, 4)])
+        marks = (" (output)" if err in fidelity.outputs else "") + (" NaN/inf" if err.nonfinite else "")
+        rows.append([err.name + marks, err.layer, _number(err.cosine, 6), _number(err.sqnr_db, 1),
+                     _number(err.max_abs, 4)])
     return rows
+
+
+def nonfinite_line(fidelity: Fidelity) -> Optional[str]:
+    """The warning above a table in which int8 produced NaN or infinity."""
+    count = fidelity.nonfinite_blobs
+    if not count:
+        return None
+    return (f"{count} blob{'s' if count != 1 else ''} of the int8 model hold NaN or infinite values "
+            "(marked NaN/inf, listed first)")
 
 
 def agreement_line(fidelity: Fidelity) -> str:
@@ -57,7 +69,8 @@ def format_table(fidelity: Fidelity, limit: Optional[int] = None) -> str:
              for r in [rows[0]] + body]
     if hidden:
         lines.insert(limit + 1, f"... {hidden} more blobs (see --report) ...")
-    return "\n".join(lines + [agreement_line(fidelity)])
+    warning = nonfinite_line(fidelity)
+    return "\n".join(([warning] if warning else []) + lines + [agreement_line(fidelity)])
 
 
 def _thresholds(scale: BlobScale, bits: int) -> np.ndarray:
@@ -114,10 +127,11 @@ def write_html(path: str, title: str, fidelity: Fidelity, statistics: Statistics
              "td:first-child,td:nth-child(2),th{text-align:left}.bad{background:#fbe3e3}</style>",
              f"</head><body><h1>{html.escape(title)}</h1>",
              f"<p>{html.escape(agreement_line(fidelity))}</p>",
+             f"<p class='bad'>{html.escape(nonfinite_line(fidelity) or '')}</p>" if fidelity.nonfinite_blobs else "",
              "<h2>int8 against float, worst blob first</h2><table>",
              "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in rows[0]) + "</tr>"]
     for row, err in zip(rows[1:], fidelity.worst_first + fidelity.outputs):
-        flag = " class='bad'" if err.cosine < 0.99 else ""
+        flag = " class='bad'" if err.nonfinite or err.cosine < 0.99 else ""
         parts.append(f"<tr{flag}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
     parts.append("</table><h2>Activation histograms and chosen thresholds</h2>")
     for blob, s in stats.items():

@@ -14,14 +14,13 @@ Floats are written in the shortest form that reads back to the same float32.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from tnnformat import BlobScale
+from tnnformat import BlobScale, write_atomically
+from tnnformat.files import read_regular_text
 
 from .config import ConfigError, Override, qmax
 from .events import Progress, TaskDone
@@ -61,15 +60,8 @@ def _line(result, blob: str) -> str:
 
 
 def atomic_write(path: str, text: str) -> None:
-    """Write `text` to `path` through a temporary file beside it, so no half file is left."""
-    target = Path(path)
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, target)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    """Write `text` to `path` so that no half file is ever left (tnnformat.write_atomically)."""
+    write_atomically([(path, lambda f: f.write(text.encode("utf-8")))])
 
 
 def dump_table(path: str, result, header: Sequence[str] = ()) -> None:
@@ -135,7 +127,7 @@ def _entry(path: str, number: int, text: str) -> TableEntry:
 def load_table(path: str) -> Dict[str, TableEntry]:
     """The table's entries by blob; a TableError names the file and line of a bad one."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = read_regular_text(path).splitlines()
     except OSError as exc:
         raise TableError(f"cannot read table '{path}': {exc.strerror}") from None
     except UnicodeDecodeError:

@@ -128,10 +128,10 @@ def test_half_weights_are_kept_and_widen_to_float(tmp_path):
 
 def test_unknown_layer_type_keeps_its_tokens(tmp_path):
     net = _tiny_net()
-    net.layers.append(Layer("FancyOp", "fancy", ["z"], ["w"], {"tokens": ["3", "0.5", "abc"]}))
+    net.layers.append(Layer("Einsum", "fancy", ["z"], ["w"], {"tokens": ["3", "0.5", "abc"]}))
     net.outputs = ["w"]
     tnnformat.save(net, tmp_path / "u.tnnproto", tmp_path / "u.tnnmodel")
-    assert '"FancyOp fancy 1 1 z w 3 0.5 abc ,"' in (tmp_path / "u.tnnproto").read_text()
+    assert '"Einsum fancy 1 1 z w 3 0.5 abc ,"' in (tmp_path / "u.tnnproto").read_text()
     loaded = tnnformat.load(tmp_path / "u.tnnproto", tmp_path / "u.tnnmodel")
     assert loaded.layer("fancy").params == {"tokens": ["3", "0.5", "abc"]}
 

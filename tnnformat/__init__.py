@@ -10,11 +10,12 @@ from __future__ import annotations
 from .blob_scale import BlobScale
 from .buffer import DataType, RawBuffer, Resource
 from .errors import TnnFormatError
-from .files import load, save
+from .files import load, save, write_atomically
 from .layer_types import known_types
 from .net import BLOB_SCALE_SUFFIX, Layer, Net
+from .validate import DEFAULT_BLOB_CAP, validate
 
 __all__ = [
-    "BLOB_SCALE_SUFFIX", "BlobScale", "DataType", "Layer", "Net", "RawBuffer", "Resource",
-    "TnnFormatError", "known_types", "load", "save",
+    "BLOB_SCALE_SUFFIX", "DEFAULT_BLOB_CAP", "BlobScale", "DataType", "Layer", "Net", "RawBuffer", "Resource",
+    "TnnFormatError", "known_types", "load", "save", "validate", "write_atomically",
 ]

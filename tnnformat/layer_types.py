@@ -17,6 +17,10 @@ from .params import Field, Float, Int, IntList, IntRest, Tokens
 from .resource_fields import Buffer, Flag, IfInt8, Item, LayerName, ZeroPointScale
 
 FLT_MAX = float(np.finfo(np.float32).max)
+#: TNN's ActivationType (layer_param.h), a convolution's `activation_type` param: none or a
+#: fused activation.
+RELU, RELU6, SIGMOID_MUL = 0x0001, 0x0002, 0x0100
+ACTIVATION_VALUES = (0, RELU, RELU6, SIGMOID_MUL)
 
 
 @dataclass(frozen=True)

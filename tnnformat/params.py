@@ -37,7 +37,8 @@ def parse_float(token: str, what: str) -> float:
         value = float(token)
     except ValueError:
         raise ParamError(f"{what}: expected a number, got '{token}'") from None
-    return float(np.float32(value))
+    with np.errstate(over="ignore"):  # beyond float32: inf, which validate() refuses
+        return float(np.float32(value))
 
 
 def format_float(value: float) -> str:

@@ -33,6 +33,12 @@ class ChannelAffine(Kernel):
 
 @register("Softmax", "SoftmaxCaffe")
 class Softmax(Kernel):
+    def shapes(self, layer, inputs, resource):
+        axis, rank = layer.params["axis"], len(inputs[0])
+        if not -rank <= axis < rank:
+            raise ValueError(f"axis {axis} is outside the input's {rank} dimensions")
+        return [tuple(inputs[0])]
+
     def run(self, layer, state, inputs):
         x = inputs[0]
         axis = layer.params["axis"]

@@ -159,5 +159,7 @@ def _data_type(elem_type: int, name: str) -> DataType:
         return DataType.HALF
     if elem_type in (TensorProto.INT32, TensorProto.INT64):
         return DataType.INT32
+    known = elem_type in TensorProto.DataType.values()  # a damaged file may hold any number
     raise ConversionError(f"input '{name}' has ONNX element type "
-                          f"{TensorProto.DataType.Name(elem_type)}, which TNN inputs cannot take")
+                          f"{TensorProto.DataType.Name(elem_type) if known else elem_type}, "
+                          "which TNN inputs cannot take")

@@ -67,6 +67,23 @@ class Graph:
         return self.constants.get(name) if name else None
 
 
+def _array(tensor: onnx.TensorProto) -> np.ndarray:
+    """A tensor's values; a damaged one (data that do not fill its dims, an unknown element
+    type) is a ConversionError naming it."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except KeyError:
+        raise ConversionError(f"tensor '{_text(tensor.name)}' has an unknown element type "
+                              f"{tensor.data_type}") from None
+    except (ValueError, TypeError) as exc:
+        raise ConversionError(f"tensor '{_text(tensor.name)}' cannot be read: {exc}") from None
+
+
+def _text(value: Any) -> str:
+    """A string field as text: protobuf hands over invalid UTF-8 (a damaged file) as bytes."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
 def attribute_values(node: onnx.NodeProto) -> Dict[str, Any]:
     values: Dict[str, Any] = {}
     for attribute in node.attribute:
@@ -74,7 +91,7 @@ def attribute_values(node: onnx.NodeProto) -> Dict[str, Any]:
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         elif isinstance(value, onnx.TensorProto):
-            value = numpy_helper.to_array(value)
+            value = _array(value)
         values[attribute.name] = value
     return values
 
@@ -126,7 +143,7 @@ def from_model(model: onnx.ModelProto,
         raise ConversionError(f"the model uses opset {opset}; onnx2tnn converts opset {MIN_OPSET} "
                               "and newer (onnx.version_converter can upgrade it)")
     graph = model.graph
-    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    constants = {t.name: _array(t) for t in graph.initializer}
     given = dict(input_shapes or {})
     real_inputs = [v for v in graph.input if v.name not in constants]
     unknown = sorted(set(given) - {v.name for v in real_inputs})
@@ -136,6 +153,6 @@ def from_model(model: onnx.ModelProto,
                               f"model (its inputs: {names})")
     inputs = {v.name: _input_shape(v, given.get(v.name)) for v in real_inputs}
     input_types = {v.name: v.type.tensor_type.elem_type for v in real_inputs}
-    nodes = [Node(n.op_type, n.name, list(n.input), list(n.output), attribute_values(n),
-                  "" if n.domain == "ai.onnx" else n.domain, n) for n in graph.node]
+    nodes = [Node(_text(n.op_type), _text(n.name), [_text(i) for i in n.input], [_text(o) for o in n.output],
+                  attribute_values(n), "" if n.domain == "ai.onnx" else n.domain, n) for n in graph.node]
     return Graph(opset, nodes, constants, inputs, input_types, [v.name for v in graph.output])
