@@ -10,8 +10,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ..context import Context
-from ..graph import Node
+from ...importer.context import Context
+from ...importer.graph import Node
 from . import converts
 
 MODES = {"nearest": 1, "linear": 2, "bilinear": 2}

@@ -1,0 +1,84 @@
+"""Command-line pieces both converters share: --input-shape parsing, a delayed progress bar,
+and writing the model with every failure said in one line."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
+
+import click
+
+from ..net import Net
+
+#: Seconds of work before a progress bar appears (short conversions stay quiet).
+PROGRESS_DELAY = 1.0
+
+
+def parse_input_shapes(ctx, param, values) -> Dict[str, Tuple[int, ...]]:
+    """NAME:D0,D1,... (the last colon splits, since ONNX names may hold colons)."""
+    shapes: Dict[str, Tuple[int, ...]] = {}
+    for value in values:
+        name, colon, dims = value.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            shape = ()
+        if not colon or not name or not shape or min(shape) <= 0:
+            raise click.BadParameter(f"'{value}' is not NAME:D0,D1,... with positive dims, "
+                                     "e.g. input:1,3,224,224")
+        if name in shapes:
+            raise click.BadParameter(f"input '{name}' is given twice")
+        shapes[name] = shape
+    return shapes
+
+
+class DelayedProgress:
+    """A progress bar per stage, shown only once the whole run has passed PROGRESS_DELAY."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.bar = None
+        self.stage: Optional[str] = None
+        self.done = 0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage or self.bar is None:
+            if time.monotonic() - self.start < PROGRESS_DELAY:
+                return
+            self.close()
+            self.bar = click.progressbar(length=total, label=stage, file=sys.stderr)
+            self.bar.__enter__()
+            self.stage, self.done = stage, 0
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def write_model(source: str, prefix: str, convert: Callable[[Callable], Tuple[Net, str]]) -> None:
+    """Run `convert(progress)` -> (net, summary line), save PREFIX.tnnproto/.tnnmodel, and echo
+    the summary; a ConversionError, a format error or a bug of ours is one line, nothing written."""
+    from .. import TnnFormatError, save
+    from .errors import ConversionError
+
+    proto, weights = Path(prefix + ".tnnproto"), Path(prefix + ".tnnmodel")
+    progress = DelayedProgress()
+    try:
+        net, summary = convert(progress)
+        progress("writing the model", 0, 1)
+        save(net, proto, weights)
+        progress("writing the model", 1, 1)
+        progress.close()
+    except (ConversionError, TnnFormatError) as exc:
+        progress.close()
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # a bug of ours: still one line, and nothing written
+        progress.close()
+        raise click.ClickException(f"{source}: conversion failed unexpectedly "
+                                   f"({type(exc).__name__}: {exc}); please report it") from None
+    click.echo(f"{source}: {summary} in {time.monotonic() - progress.start:.1f} s; "
+               f"wrote {proto} and {weights}")
