@@ -13,7 +13,7 @@ from .folding import evaluator
 from .graph import data_types, from_model, read_file
 from .ops import REGISTRY
 
-ModelSource = Union[str, "os.PathLike[str]"]
+ModelSource = Union[bytes, str, "os.PathLike[str]"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def convert_with_summary(model: ModelSource,
 
 def convert(model: ModelSource, input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
             progress: Optional[Progress] = None) -> Net:
-    """The TNN model of a .tflite file (float, or float16 weights behind DEQUANTIZE).
+    """The TNN model of a .tflite file or its bytes (float, or float16 weights behind DEQUANTIZE).
 
     Rank-4 tensors become NCHW (inputs and outputs too). Raises ConversionError, with a
     one-line message, for anything that cannot be converted.

@@ -24,7 +24,9 @@ CUSTOM = "custom"
 
 
 def read_file(path) -> schema.Model:
-    """Read a .tflite file; every failure is one ConversionError naming it."""
+    """Read a .tflite file (or its bytes); every failure is one ConversionError naming it."""
+    if isinstance(path, (bytes, bytearray)):
+        return schema.read(bytes(path), "the model")
     try:
         with open(os.fspath(path), "rb") as handle:
             data = handle.read()
