@@ -91,7 +91,7 @@ def check(path: Path) -> Tuple[str, str, str]:
         return ops, f"refused: {str(exc).split(': ', 1)[-1]}", "-"
     x = photo_input(tuple(model.tensors[model.inputs[0]].shape))
     worst = min(cosine(a, b) for a, b in zip(ours(net, x), litert_outputs(path, x)))
-    return ops, f"converted, {len(net.layers)} layers", f"{worst:.6f}"
+    return ops, f"converted, {len(net.layers)} layers", f"{worst:.9f}"
 
 
 def main(names: List[str]) -> None:
