@@ -11,14 +11,14 @@ output cosine.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wheels import extract_from_wheel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -29,15 +29,8 @@ WHEEL = "mediapipe==0.10.14"
 def mediapipe_models() -> Dict[str, Path]:
     """name -> path of the wheel's .tflite files under mediapipe/modules, downloaded once."""
     if not CACHE.exists() or not any(CACHE.glob("*.tflite")):
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL, "-d", tmp],
-                           check=True, capture_output=True)
-            (wheel,) = Path(tmp).glob("*.whl")
-            with zipfile.ZipFile(wheel) as archive:
-                for member in archive.namelist():
-                    if member.startswith("mediapipe/modules/") and member.endswith(".tflite"):
-                        (CACHE / Path(member).name).write_bytes(archive.read(member))
+        extract_from_wheel(WHEEL, CACHE, lambda member: member.startswith("mediapipe/modules/")
+                           and member.endswith(".tflite"))
     return {path.stem: path for path in sorted(CACHE.glob("*.tflite"))}
 
 

@@ -23,6 +23,7 @@ from tnnformat.tflite2tnn import ConversionError, convert
 from tnnformat.tflite2tnn.cli import main
 
 from conftest import REPO, require, shared_path
+from mutations import mutate, mutation
 from tflite_builder import relu_model
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -160,19 +161,6 @@ def test_mediapipe_model_quantizes_and_tnn_runs_float_and_int8_as_we_do(tmp_path
             np.testing.assert_allclose(value.reshape(-1), theirs[blob].reshape(-1), atol=2e-3, rtol=1e-4)
 
 
-mutation = st.tuples(st.sampled_from(["flip", "cut", "int"]), st.integers(0, 10**9),
-                     st.integers(0, 2**32 - 1))
-
-
-def _mutate(data: bytes, kind: str, where: int, value: int) -> bytes:
-    at = where % max(len(data), 1)
-    if kind == "cut":
-        return data[:at]
-    if kind == "flip":
-        return data[:at] + bytes([value & 0xFF]) + data[at + 1:]
-    return data[:at] + struct.pack("<I", value) + data[at + 4:]
-
-
 @pytest.fixture(scope="module")
 def fuzz_sources(models):
     return [models["hand_recrop"].read_bytes(), models["face_detection_short_range"].read_bytes()]
@@ -183,7 +171,7 @@ def fuzz_sources(models):
 def test_mutated_tflite_files_fail_cleanly_or_convert(fuzz_sources, mutations, second):
     data = fuzz_sources[int(second)]
     for kind, where, value in mutations:
-        data = _mutate(data, kind, where, value)
+        data = mutate(data, kind, where, value)
     tracemalloc.start()
     try:
         net = convert(data)

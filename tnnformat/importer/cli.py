@@ -59,6 +59,18 @@ class DelayedProgress:
             self.bar = None
 
 
+def converter_command(shape_help: str) -> Callable:
+    """The click command of a converter: MODEL -o PREFIX [--input-shape NAME:D0,D1,...]."""
+    def decorate(fn: Callable) -> Callable:
+        fn = click.option("--input-shape", "input_shapes", multiple=True, callback=parse_input_shapes,
+                          metavar="NAME:D0,D1,...", help=shape_help)(fn)
+        fn = click.option("-o", "--output", "prefix", required=True,
+                          help="Output prefix: writes PREFIX.tnnproto and PREFIX.tnnmodel.")(fn)
+        fn = click.argument("model", type=click.Path(dir_okay=False))(fn)
+        return click.command(context_settings={"help_option_names": ["-h", "--help"]})(fn)
+    return decorate
+
+
 def write_model(source: str, prefix: str, convert: Callable[[Callable], Tuple[Net, str]]) -> None:
     """Run `convert(progress)` -> (net, summary line), save PREFIX.tnnproto/.tnnmodel, and echo
     the summary; a ConversionError, a format error or a bug of ours is one line, nothing written."""

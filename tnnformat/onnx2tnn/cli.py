@@ -5,18 +5,12 @@ from typing import Dict, Tuple
 
 import click
 
-from ..importer.cli import parse_input_shapes, write_model
+from ..importer.cli import converter_command, write_model
 
 INSTALL_HINT = 'onnx2tnn needs the onnx package: pip install "tnn-quantization[onnx]"'
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "prefix", required=True,
-              help="Output prefix: writes PREFIX.tnnproto and PREFIX.tnnmodel.")
-@click.option("--input-shape", "input_shapes", multiple=True, callback=parse_input_shapes,
-              metavar="NAME:D0,D1,...",
-              help="Static shape of an input, e.g. data:1,3,224,224; needed for inputs with "
+@converter_command("Static shape of an input, e.g. data:1,3,224,224; needed for inputs with "
                    "dynamic dims, may be repeated.")
 def main(model: str, prefix: str, input_shapes: Dict[str, Tuple[int, ...]]) -> None:
     """Convert an ONNX model (opset 7 or newer) to a TNN model.

@@ -3,18 +3,10 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-import click
-
-from ..importer.cli import parse_input_shapes, write_model
+from ..importer.cli import converter_command, write_model
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "prefix", required=True,
-              help="Output prefix: writes PREFIX.tnnproto and PREFIX.tnnmodel.")
-@click.option("--input-shape", "input_shapes", multiple=True, callback=parse_input_shapes,
-              metavar="NAME:D0,D1,...",
-              help="Shape of an input with dynamic dims, in the file's layout (NHWC), e.g. "
+@converter_command("Shape of an input with dynamic dims, in the file's layout (NHWC), e.g. "
                    "input:1,224,224,3; it must be the shape the file's tensors are stored at.")
 def main(model: str, prefix: str, input_shapes: Dict[str, Tuple[int, ...]]) -> None:
     """Convert a TFLite model (one subgraph, float or float16 weights) to a TNN model.
