@@ -142,7 +142,7 @@ def _calibrate(tmp_path: Path, prefix: Path, out: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["iris_landmark", "face_detection_short_range"])
+@pytest.mark.parametrize("name", ["iris_landmark", "face_detection_short_range", "hand_landmark_lite"])
 def test_mediapipe_model_quantizes_and_tnn_runs_float_and_int8_as_we_do(tmp_path, models, name):
     from tnn_runtime import run_tnn
 
