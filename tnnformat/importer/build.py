@@ -74,8 +74,9 @@ class Registry:
 
 
 def build(graph: Graph, registry: Registry, data_types: Mapping[str, DataType],
-          progress: Optional[Progress] = None) -> Net:
-    """The Net of a folded and fused graph: every node converted, inputs and outputs named.
+          progress: Optional[Progress] = None) -> Tuple[Net, Dict[str, str]]:
+    """The Net of a folded and fused graph (every node converted, inputs and outputs named),
+    and the TNN blob of each source value that became one.
 
     `data_types` gives the TNN data type of each graph input.
     """
@@ -93,5 +94,6 @@ def build(graph: Graph, registry: Registry, data_types: Mapping[str, DataType],
     if not inputs:
         raise ConversionError("no output of the model depends on an input")
     types = {ctx.blob(name): t for name, t in data_types.items() if ctx.blob(name) in inputs}
-    return Net(inputs, [ctx.blob(n) for n in graph.outputs], ctx.layers, types,
-               resources=ctx.resources)
+    net = Net(inputs, [ctx.blob(n) for n in graph.outputs], ctx.layers, types,
+              resources=ctx.resources)
+    return net, ctx.blob_names()

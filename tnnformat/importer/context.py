@@ -103,6 +103,10 @@ class Context:
         self._taken_blobs.add(name)
         return name
 
+    def blob_names(self) -> Dict[str, str]:
+        """Source value name -> TNN blob name, for every value named so far."""
+        return dict(self._blobs)
+
     def reads(self, name: str) -> bool:
         """Whether some emitted layer reads source value `name`."""
         blob = self._blobs.get(name)

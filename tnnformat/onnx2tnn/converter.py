@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence, Tuple, Union
 
 import onnx
@@ -13,10 +13,12 @@ from google.protobuf.message import DecodeError
 from ..importer import fusions
 from ..importer.build import Progress, build
 from ..importer.errors import ConversionError
+from ..importer.scales import FileScales, blob_scales
 from ..net import Net
 from .folding import fold
 from .graph import data_types, from_model
 from .ops import REGISTRY
+from .qdq import strip, weights_per_channel
 
 ModelSource = Union[onnx.ModelProto, str, "os.PathLike[str]"]
 
@@ -30,6 +32,8 @@ class Summary:
     folded: int     # nodes evaluated away as constants
     fused: int      # places a rewrite changed (BatchNorm folds, HardSwish, removals, ...)
     seconds: float
+    scales: FileScales = field(default_factory=dict)  # a QDQ model's scales, by TNN blob
+    weights_per_channel: bool = True  # the QDQ model's weights: per channel, else per tensor
 
 
 def _first_line(exc: BaseException) -> str:
@@ -72,11 +76,14 @@ def convert_with_summary(model: ModelSource,
         model = onnx.inliner.inline_local_functions(model)
     graph = from_model(model, input_shapes)
     nodes = len(graph.nodes)
+    per_channel = weights_per_channel(graph)
     folded = fold(graph, model, progress)
+    scales = strip(graph)
     fused = fusions.apply(graph)
     REGISTRY.refuse_unsupported(graph)
-    net = build(graph, REGISTRY, data_types(graph), progress)
-    return net, Summary(nodes, len(net.layers), folded, fused, time.perf_counter() - start)
+    net, blobs = build(graph, REGISTRY, data_types(graph), progress)
+    return net, Summary(nodes, len(net.layers), folded, fused, time.perf_counter() - start,
+                        blob_scales(scales, blobs), per_channel is not False)
 
 
 def convert(model: ModelSource, input_shapes: Optional[Mapping[str, Sequence[int]]] = None,

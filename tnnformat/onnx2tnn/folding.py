@@ -20,6 +20,7 @@ from ..importer.errors import ConversionError
 from ..importer.folding import drop_unused, fold_pass
 from ..importer.graph import Graph, Node
 from ..importer.spatial import onnx_pool_out
+from . import qdq
 
 #: Ops whose output is not a function of their inputs, or that run subgraphs.
 NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
@@ -107,6 +108,9 @@ def _evaluate(graph: Graph, node: Node) -> Optional[List[np.ndarray]]:
     present = [name for name in node.inputs if name]
     if not all(name in graph.constants for name in present):
         return None
+    quantization = qdq.evaluate(graph, node)
+    if quantization is not None:
+        return quantization
     try:
         results = ReferenceEvaluator(_single_node_model(node, present, graph.opset)).run(
             None, {name: graph.constants[name] for name in present})

@@ -36,7 +36,7 @@ def convert_with_summary(model: ModelSource,
     folded = fold_pass(graph, evaluator(tflite), progress)
     drop_unused(graph)
     REGISTRY.refuse_unsupported(graph)
-    net = build(graph, REGISTRY, data_types(graph, tflite), progress)
+    net, _ = build(graph, REGISTRY, data_types(graph, tflite), progress)
     return net, Summary(len(tflite.operators), len(net.layers), folded, time.perf_counter() - start)
 
 
