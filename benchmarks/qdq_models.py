@@ -71,3 +71,40 @@ def tflite_int8(path: Path, samples: Iterable[np.ndarray]) -> bytes:
         calibrator.FeedTensor([sample])
     return bytes(calibrator.QuantizeModel(np.dtype(np.float32).num, np.dtype(np.float32).num, False,
                                           np.dtype(np.int8).num, np.dtype(np.int32).num, False, False))
+
+
+def labels(folder: str) -> np.ndarray:
+    """Class index of each image (its name starts with its synset; line k of the synsets is k)."""
+    sys.path.insert(0, str(ROOT))
+    from quantization_cmd.inputs import list_input_files
+
+    synsets = [line.split()[0] for line in (SHARED / "data" / "imagenet-synsets.txt").read_text().splitlines()]
+    index = {s: i for i, s in enumerate(synsets)}
+    return np.array([index[p.name.split("_")[0]] for p in list_input_files(SHARED / "data" / folder)])
+
+
+def squeezenet_top1(per_channel: bool, count: int = 400) -> dict:
+    """Top-1 on the held-out images: onnxruntime's QDQ model, our import of it in int8 (TNN's
+    arithmetic, our interpreter), and the dequantized float model; and their top-1 agreement."""
+    import onnxruntime
+
+    from kernels import Interpreter
+    from quantization_cmd.prequantized import quantize_with_file_scales
+    from tnnformat.onnx2tnn import convert_with_summary
+
+    path = squeezenet_qdq(per_channel)
+    x, truth = squeezenet_inputs("imagenet-heldout-400", count), labels("imagenet-heldout-400")[:count]
+    session = onnxruntime.InferenceSession(str(path))
+    theirs = np.concatenate([session.run(None, {"data_0": xi[None]})[0].reshape(1, -1) for xi in x])
+    net, summary = convert_with_summary(str(path))
+    int8 = quantize_with_file_scales(net, summary.scales, summary.weights_per_channel).net
+    ours = Interpreter(int8).forward({"data_0": x})[int8.outputs[0]].reshape(count, -1)
+    dequantized = Interpreter(net).forward({"data_0": x})[net.outputs[0]].reshape(count, -1)
+    top1 = lambda scores: float((scores.argmax(1) == truth).mean() * 100)  # noqa: E731
+    return {"onnxruntime QDQ": top1(theirs), "ours int8": top1(ours), "dequantized float": top1(dequantized),
+            "agreement": float((ours.argmax(1) == theirs.argmax(1)).mean() * 100)}
+
+
+if __name__ == "__main__":
+    for per_channel in (True, False):
+        print("per-channel" if per_channel else "per-tensor", squeezenet_top1(per_channel), flush=True)
