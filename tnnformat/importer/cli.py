@@ -10,6 +10,8 @@ from typing import Callable, Dict, Optional, Tuple
 import click
 
 from ..net import Net
+from .errors import ConversionError
+from .scales import Prequantized
 
 #: Seconds of work before a progress bar appears (short conversions stay quiet).
 PROGRESS_DELAY = 1.0
@@ -60,8 +62,11 @@ class DelayedProgress:
 
 
 def converter_command(shape_help: str) -> Callable:
-    """The click command of a converter: MODEL -o PREFIX [--input-shape NAME:D0,D1,...]."""
+    """The click command of a converter: MODEL -o PREFIX [--input-shape NAME:D0,D1,...] [--float]."""
     def decorate(fn: Callable) -> Callable:
+        fn = click.option("--float", "float_only", is_flag=True,
+                          help="For a pre-quantized model: write the dequantized float model "
+                               "instead of the int8 one.")(fn)
         fn = click.option("--input-shape", "input_shapes", multiple=True, callback=parse_input_shapes,
                           metavar="NAME:D0,D1,...", help=shape_help)(fn)
         fn = click.option("-o", "--output", "prefix", required=True,
@@ -71,16 +76,38 @@ def converter_command(shape_help: str) -> Callable:
     return decorate
 
 
-def write_model(source: str, prefix: str, convert: Callable[[Callable], Tuple[Net, str]]) -> None:
-    """Run `convert(progress)` -> (net, summary line), save PREFIX.tnnproto/.tnnmodel, and echo
-    the summary; a ConversionError, a format error or a bug of ours is one line, nothing written."""
+Converted = Tuple[Net, str, Optional[Prequantized]]
+
+
+def _int8(net: Net, prequantized: Prequantized) -> Tuple[Net, str]:
+    """The int8 model at a pre-quantized source's scales, and what the summary says of it."""
+    from quantization_cmd.config import ConfigError
+    from quantization_cmd.prequantized import quantize_with_file_scales
+
+    try:
+        result = quantize_with_file_scales(net, prequantized.scales, prequantized.weights_per_channel)
+    except ConfigError as exc:
+        raise ConversionError(f"the model's scales cannot make a TNN int8 model: {exc}") from None
+    count = sum(layer.quantized for layer in result.net.layers)
+    return result.net, (f"; int8 from the file's {len(prequantized.scales)} blob scales "
+                        f"({count} of {len(result.net.layers)} layers int8; --float for the float model)")
+
+
+def write_model(source: str, prefix: str, float_only: bool,
+                convert: Callable[[Callable], Converted]) -> None:
+    """Run `convert(progress)` -> (net, summary line, pre-quantized scales or None), make the
+    int8 model when the source carries scales (unless `float_only`), save PREFIX.tnnproto/
+    .tnnmodel and echo the summary; a ConversionError, a format error or a bug of ours is one
+    line, and nothing is written."""
     from .. import TnnFormatError, save
-    from .errors import ConversionError
 
     proto, weights = Path(prefix + ".tnnproto"), Path(prefix + ".tnnmodel")
     progress = DelayedProgress()
     try:
-        net, summary = convert(progress)
+        net, summary, prequantized = convert(progress)
+        if prequantized is not None and not float_only:
+            net, more = _int8(net, prequantized)
+            summary += more
         progress("writing the model", 0, 1)
         save(net, proto, weights)
         progress("writing the model", 1, 1)

@@ -32,6 +32,15 @@ class FileScale:
 #: value name -> its scale in the source.
 FileScales = Dict[str, FileScale]
 
+
+@dataclass(frozen=True)
+class Prequantized:
+    """What a pre-quantized source carries: its blobs' scales (by TNN blob) and whether its
+    weights were quantized per channel (else per tensor)."""
+
+    scales: FileScales
+    weights_per_channel: bool = True
+
 INTEGER_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
                   "uint16": (0, 65535)}
 

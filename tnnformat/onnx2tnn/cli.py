@@ -12,7 +12,7 @@ INSTALL_HINT = 'onnx2tnn needs the onnx package: pip install "tnn-quantization[o
 
 @converter_command("Static shape of an input, e.g. data:1,3,224,224; needed for inputs with "
                    "dynamic dims, may be repeated.")
-def main(model: str, prefix: str, input_shapes: Dict[str, Tuple[int, ...]]) -> None:
+def main(model: str, prefix: str, input_shapes: Dict[str, Tuple[int, ...]], float_only: bool) -> None:
     """Convert an ONNX model (opset 7 or newer) to a TNN model.
 
     Shapes become static, constant subgraphs are folded, BatchNormalization is folded into
@@ -28,7 +28,8 @@ def main(model: str, prefix: str, input_shapes: Dict[str, Tuple[int, ...]]) -> N
 
     def convert(progress):
         net, summary = convert_with_summary(model, input_shapes, progress)
-        return net, (f"{summary.nodes} ONNX nodes -> {summary.layers} TNN layers "
-                     f"({summary.folded} nodes folded as constants, {summary.fused} rewrites)")
+        line = (f"{summary.nodes} ONNX nodes -> {summary.layers} TNN layers "
+                f"({summary.folded} nodes folded as constants, {summary.fused} rewrites)")
+        return net, line, summary.prequantized
 
-    write_model(model, prefix, convert)
+    write_model(model, prefix, float_only, convert)

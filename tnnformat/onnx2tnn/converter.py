@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence, Tuple, Union
 
 import onnx
@@ -13,7 +13,7 @@ from google.protobuf.message import DecodeError
 from ..importer import fusions
 from ..importer.build import Progress, build
 from ..importer.errors import ConversionError
-from ..importer.scales import FileScales, blob_scales
+from ..importer.scales import Prequantized, blob_scales
 from ..net import Net
 from .folding import fold
 from .graph import data_types, from_model
@@ -32,8 +32,7 @@ class Summary:
     folded: int     # nodes evaluated away as constants
     fused: int      # places a rewrite changed (BatchNorm folds, HardSwish, removals, ...)
     seconds: float
-    scales: FileScales = field(default_factory=dict)  # a QDQ model's scales, by TNN blob
-    weights_per_channel: bool = True  # the QDQ model's weights: per channel, else per tensor
+    prequantized: Optional[Prequantized] = None  # a QDQ model's scales
 
 
 def _first_line(exc: BaseException) -> str:
@@ -82,8 +81,8 @@ def convert_with_summary(model: ModelSource,
     fused = fusions.apply(graph)
     REGISTRY.refuse_unsupported(graph)
     net, blobs = build(graph, REGISTRY, data_types(graph), progress)
-    return net, Summary(nodes, len(net.layers), folded, fused, time.perf_counter() - start,
-                        blob_scales(scales, blobs), per_channel is not False)
+    prequantized = Prequantized(blob_scales(scales, blobs), per_channel is not False) if scales else None
+    return net, Summary(nodes, len(net.layers), folded, fused, time.perf_counter() - start, prequantized)
 
 
 def convert(model: ModelSource, input_shapes: Optional[Mapping[str, Sequence[int]]] = None,

@@ -8,9 +8,11 @@ from typing import Mapping, Optional, Sequence, Tuple, Union
 
 from ..importer.build import Progress, build
 from ..importer.folding import drop_unused, fold_pass
+from ..importer.fusions import remove_passthrough
+from ..importer.scales import Prequantized, blob_scales
 from ..net import Net
 from .folding import evaluator
-from .graph import data_types, from_model, read_file
+from .graph import data_types, file_scales, from_model, read_file
 from .ops import REGISTRY
 
 ModelSource = Union[bytes, str, "os.PathLike[str]"]
@@ -24,6 +26,7 @@ class Summary:
     layers: int     # TNN layers written
     folded: int     # operators evaluated away as constants (DEQUANTIZE, DENSIFY)
     seconds: float
+    prequantized: Optional[Prequantized] = None  # an int8 model's scales
 
 
 def convert_with_summary(model: ModelSource,
@@ -35,9 +38,13 @@ def convert_with_summary(model: ModelSource,
     graph = from_model(tflite, input_shapes)
     folded = fold_pass(graph, evaluator(tflite), progress)
     drop_unused(graph)
+    remove_passthrough(graph)  # an int8 model's QUANTIZE and DEQUANTIZE of computed tensors
     REGISTRY.refuse_unsupported(graph)
-    net, _ = build(graph, REGISTRY, data_types(graph, tflite), progress)
-    return net, Summary(len(tflite.operators), len(net.layers), folded, time.perf_counter() - start)
+    net, blobs = build(graph, REGISTRY, data_types(graph, tflite), progress)
+    scales, per_channel = file_scales(tflite)
+    prequantized = Prequantized(blob_scales(scales, blobs), per_channel is not False) if scales else None
+    return net, Summary(len(tflite.operators), len(net.layers), folded, time.perf_counter() - start,
+                        prequantized)
 
 
 def convert(model: ModelSource, input_shapes: Optional[Mapping[str, Sequence[int]]] = None,

@@ -14,7 +14,9 @@ import numpy as np
 from ..importer.errors import ConversionError
 from ..importer.graph import Graph, Node
 from ..net import DataType
+from ..importer.scales import INTEGER_RANGES, FileScales, file_scale
 from . import schema
+from .folding import dequantize
 from .layout import tnn_array, tnn_shape
 
 #: TNN data types of the inputs we accept.
@@ -88,8 +90,11 @@ def from_model(model: schema.Model,
     constants: Dict[str, np.ndarray] = {}
     for tensor in model.tensors:
         value = _constant(model, tensor)
-        if value is not None:
-            constants[names[tensor.index]] = value if tensor.sparsity is not None else tnn_array(value)
+        if value is None:
+            continue
+        if tensor.sparsity is None and quantized(tensor):  # an int8 model's weights and biases
+            value = dequantize(value, tensor.quantization)
+        constants[names[tensor.index]] = value if tensor.sparsity is not None else tnn_array(value)
     inputs, input_types = {}, {}
     for index in model.inputs:
         tensor = model.tensors[index]
@@ -103,13 +108,47 @@ def from_model(model: schema.Model,
     for op in model.operators:
         if not op.outputs or min(op.outputs) < 0:
             raise model.file.corrupt(f"operator {op.index} ({op.op}) has no output tensor")
-    nodes = [Node(op.op, "", [names[i] if i >= 0 else "" for i in op.inputs],
+    nodes = [Node("Identity" if _passes(model, op) else op.op, "", [names[i] if i >= 0 else "" for i in op.inputs],
                   [names[i] for i in op.outputs], dict(op.options), CUSTOM if op.custom else "",
                   op, op.index) for op in model.operators]
     graph = Graph(0, nodes, constants, inputs, input_types, [names[i] for i in model.outputs])
     graph.shapes = {names[t.index]: tnn_shape(t.shape) for t in model.tensors}
     graph.types = {names[t.index]: t.index for t in model.tensors}
     return graph
+
+
+def quantized(tensor: schema.Tensor) -> bool:
+    """An integer tensor with a scale: the codes of float values."""
+    return tensor.quantization is not None and np.issubdtype(np.dtype(tensor.dtype), np.integer)
+
+
+def _passes(model: schema.Model, op: schema.Operator) -> bool:
+    """QUANTIZE and DEQUANTIZE of a computed tensor: in our float graph the value passes."""
+    return (op.op in ("QUANTIZE", "DEQUANTIZE") and not op.custom and len(op.inputs) == 1
+            and model.data(model.tensors[op.inputs[0]]) is None)
+
+
+def file_scales(model: schema.Model) -> Tuple[FileScales, Optional[bool]]:
+    """The scales of the computed int8 tensors (by value name), and whether the quantized
+    weights are per channel (None when no constant is quantized)."""
+    names = _names(model)
+    scales: FileScales = {}
+    per_channel: Optional[bool] = None
+    for tensor in model.tensors:
+        if not quantized(tensor):
+            continue
+        q = tensor.quantization
+        if model.data(tensor) is not None:
+            if tensor.dtype != "int32":  # biases follow the weights
+                per_channel = bool(per_channel) or q.scale.size > 1
+        elif tensor.dtype in INTEGER_RANGES:
+            scales[names[tensor.index]] = file_scale(q.scale, q.zero_point, tensor.dtype)
+    for op in model.operators:  # the float side of a QUANTIZE or DEQUANTIZE has the same scale
+        if _passes(model, op) and op.outputs:
+            inside, outside = (op.outputs[0], op.inputs[0])[::1 if op.op == "QUANTIZE" else -1]
+            if names[inside] in scales:
+                scales.setdefault(names[outside], scales[names[inside]])
+    return scales, per_channel
 
 
 def data_types(graph: Graph, model: schema.Model) -> Dict[str, DataType]:
