@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Protocol, Tuple
 
 import click
 
@@ -76,7 +76,12 @@ def converter_command(shape_help: str) -> Callable:
     return decorate
 
 
-Converted = Tuple[Net, str, Optional[Prequantized]]
+class Summary(Protocol):
+    """What a front end's conversion reports."""
+
+    prequantized: Optional[Prequantized]
+
+    def line(self) -> str: ...
 
 
 def _int8(net: Net, prequantized: Prequantized) -> Tuple[Net, str]:
@@ -94,20 +99,20 @@ def _int8(net: Net, prequantized: Prequantized) -> Tuple[Net, str]:
 
 
 def write_model(source: str, prefix: str, float_only: bool,
-                convert: Callable[[Callable], Converted]) -> None:
-    """Run `convert(progress)` -> (net, summary line, pre-quantized scales or None), make the
-    int8 model when the source carries scales (unless `float_only`), save PREFIX.tnnproto/
-    .tnnmodel and echo the summary; a ConversionError, a format error or a bug of ours is one
-    line, and nothing is written."""
+                convert: Callable[[Callable], Tuple[Net, Summary]]) -> None:
+    """Run `convert(progress)` -> (net, summary), make the int8 model when the source carries
+    scales (unless `float_only`), save PREFIX.tnnproto/.tnnmodel and echo the summary; a
+    ConversionError, a format error or a bug of ours is one line, and nothing is written."""
     from .. import TnnFormatError, save
 
     proto, weights = Path(prefix + ".tnnproto"), Path(prefix + ".tnnmodel")
     progress = DelayedProgress()
     try:
-        net, summary, prequantized = convert(progress)
-        if prequantized is not None and not float_only:
-            net, more = _int8(net, prequantized)
-            summary += more
+        net, summary = convert(progress)
+        line = summary.line()
+        if summary.prequantized is not None and not float_only:
+            net, more = _int8(net, summary.prequantized)
+            line += more
         progress("writing the model", 0, 1)
         save(net, proto, weights)
         progress("writing the model", 1, 1)
@@ -119,5 +124,5 @@ def write_model(source: str, prefix: str, float_only: bool,
         progress.close()
         raise click.ClickException(f"{source}: conversion failed unexpectedly "
                                    f"({type(exc).__name__}: {exc}); please report it") from None
-    click.echo(f"{source}: {summary} in {time.monotonic() - progress.start:.1f} s; "
+    click.echo(f"{source}: {line} in {time.monotonic() - progress.start:.1f} s; "
                f"wrote {proto} and {weights}")

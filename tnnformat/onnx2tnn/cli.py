@@ -26,10 +26,5 @@ def main(model: str, prefix: str, input_shapes: Dict[str, Tuple[int, ...]], floa
             raise click.ClickException(INSTALL_HINT) from None
         raise
 
-    def convert(progress):
-        net, summary = convert_with_summary(model, input_shapes, progress)
-        line = (f"{summary.nodes} ONNX nodes -> {summary.layers} TNN layers "
-                f"({summary.folded} nodes folded as constants, {summary.fused} rewrites)")
-        return net, line, summary.prequantized
-
-    write_model(model, prefix, float_only, convert)
+    write_model(model, prefix, float_only,
+                lambda progress: convert_with_summary(model, input_shapes, progress))

@@ -34,6 +34,10 @@ class Summary:
     seconds: float
     prequantized: Optional[Prequantized] = None  # a QDQ model's scales
 
+    def line(self) -> str:
+        return (f"{self.nodes} ONNX nodes -> {self.layers} TNN layers "
+                f"({self.folded} nodes folded as constants, {self.fused} rewrites)")
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()

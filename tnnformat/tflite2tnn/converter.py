@@ -28,6 +28,10 @@ class Summary:
     seconds: float
     prequantized: Optional[Prequantized] = None  # an int8 model's scales
 
+    def line(self) -> str:
+        return (f"{self.operators} TFLite operators -> {self.layers} TNN layers "
+                f"({self.folded} folded as constants)")
+
 
 def convert_with_summary(model: ModelSource,
                          input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
