@@ -6,7 +6,8 @@ reference evaluator dequantizes per tensor and per axis); what is left is x -> Q
 which becomes y = x with x's scale recorded. The two nodes are turned into Identity, which the
 importer's passthrough removal takes out like any other. A pair whose range starts at 0 (zero
 point at the lowest code) clamps negatives: there the Q becomes a Relu unless its input is
-known non-negative (onnxruntime folds a Conv's ReLU into such a pair; the ReLU must come back).
+known non-negative (onnxruntime folds a Conv's ReLU into such a pair; the ReLU must come back,
+right after the Conv, where TNN fuses it).
 """
 from __future__ import annotations
 
@@ -86,6 +87,16 @@ def _non_negative(graph: Graph, name: str) -> bool:
         _non_negative(graph, n) for n in producer.inputs[:1 if producer.op_type != "Concat" else None] if n)
 
 
+def _follow_producer(graph: Graph, node: Node) -> None:
+    """Move `node` right after the producer of its input, where TNN fuses an activation into
+    a convolution (only an activation that directly follows it is fused)."""
+    producer = graph.producers().get(node.inputs[0])
+    if producer is None:
+        return
+    graph.nodes.remove(node)
+    graph.nodes.insert(graph.nodes.index(producer) + 1, node)
+
+
 def strip(graph: Graph) -> FileScales:
     """Take out every Q -> DQ pair on a computed value (a Q read by DQs only); returns each
     value's scale, under the names before and after the pair."""
@@ -105,4 +116,5 @@ def strip(graph: Graph) -> FileScales:
             node.op_type, node.inputs, node.attrs = "Identity", node.inputs[:1], {}
         if np.all(found.zero_point == found.qmin) and not _non_negative(graph, q.inputs[0]):
             q.op_type = "Relu"
+            _follow_producer(graph, q)
     return scales
