@@ -97,7 +97,7 @@ def squeezenet_top1(per_channel: bool, count: int = 400) -> dict:
     session = onnxruntime.InferenceSession(str(path))
     theirs = np.concatenate([session.run(None, {"data_0": xi[None]})[0].reshape(1, -1) for xi in x])
     net, summary = convert_with_summary(str(path))
-    int8 = quantize_with_file_scales(net, summary.scales, summary.weights_per_channel).net
+    int8 = quantize_with_file_scales(net, summary.prequantized.scales, summary.prequantized.weights_per_channel).net
     ours = Interpreter(int8).forward({"data_0": x})[int8.outputs[0]].reshape(count, -1)
     dequantized = Interpreter(net).forward({"data_0": x})[net.outputs[0]].reshape(count, -1)
     top1 = lambda scores: float((scores.argmax(1) == truth).mean() * 100)  # noqa: E731
