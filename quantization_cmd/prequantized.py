@@ -1,11 +1,13 @@
 """Int8 models from the scales a pre-quantized source carries (a QDQ ONNX, an int8 TFLite),
-with no calibration data: the source's scales become a calibration table
-(tnnformat.importer.scales.FileScale.symmetric_scale maps each onto TNN's symmetric int8),
-and weights are quantized from the dequantized float weights with MIN_MAX, per channel or per
-tensor as the source's were (for symmetric int8 weights whose largest code is 127, that gives
-the source's codes back).
+with no calibration data: the source's scales become a calibration table (each mapped onto
+TNN's int8 by tnnformat.importer.scales.FileScale: with a zero point, as TNN's ASY_MIN_MAX
+writes blobs, or symmetric), and weights are quantized from the dequantized float weights with
+MIN_MAX, per channel or per tensor as the source's were (for symmetric int8 weights whose
+largest code is 127, that gives the source's codes back).
 
-A blob TNN would quantize that the source left float makes the layers around it stay float.
+The blobs of a quantized ReLU that is not fused into a convolution stay symmetric: TNN's int8
+ReLU clamps codes at 0, right only for zero point 0. A blob TNN would quantize that the source
+left float makes the layers around it stay float.
 """
 from __future__ import annotations
 
@@ -40,11 +42,20 @@ def _uncovered_layers(plan: Plan, scales: FileScales) -> Set[str]:
             and any(plan.scale_source.get(b) in missing for b in layer.inputs + layer.outputs)}
 
 
+def _relu_blobs(plan: Plan) -> Set[str]:
+    """The observed blobs a standalone quantized ReLU reads or writes."""
+    return {plan.scale_source[blob] for layer in plan.net.layers
+            if layer.type in ("ReLU", "Relu") and layer.name in plan.quantized
+            for blob in layer.inputs + layer.outputs}
+
+
 def quantize_with_file_scales(net: Net, scales: FileScales, weights_per_channel: bool = True,
-                              on_event: Listener = ignore) -> QuantResult:
-    """The int8 model of `net` (the dequantized float model) at the source's `scales` (by blob)."""
+                              symmetric: bool = False, on_event: Listener = ignore) -> QuantResult:
+    """The int8 model of `net` (the dequantized float model) at the source's `scales` (by
+    blob): blobs with zero points, or all symmetric with `symmetric=True`."""
     granularity = "channel" if weights_per_channel else "tensor"
-    config = QuantConfig(BlobConfig("MIN_MAX", "tensor", 8), LayerConfig(granularity=granularity))
+    method = "MIN_MAX" if symmetric else "ASY_MIN_MAX"
+    config = QuantConfig(BlobConfig(method, "tensor", 8), LayerConfig(granularity=granularity))
     shapes = infer_shapes(net)
     kept_float: List[str] = []
     for _ in range(len(net.layers) + 1):
@@ -58,8 +69,10 @@ def quantize_with_file_scales(net: Net, scales: FileScales, weights_per_channel:
     if not plan.blobs:
         raise ConfigError("the source's scales cover no blob TNN quantizes")
     entries: Dict[str, TableEntry] = {}
+    clamped_at_zero = _relu_blobs(plan)
     for blob in plan.blobs:
         found = _scale_of(plan, scales, blob)
-        entries[blob] = TableEntry(blob, 0, {}, np.array([found.symmetric_scale()], np.float32),
-                                   np.zeros(1, np.int8))
+        scale, zero = ((found.symmetric_scale(), 0) if symmetric or blob in clamped_at_zero
+                       else found.asymmetric())
+        entries[blob] = TableEntry(blob, 0, {}, np.array([scale], np.float32), np.array([zero], np.int8))
     return quantize(net, None, config, table=entries, on_event=on_event)

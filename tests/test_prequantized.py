@@ -78,7 +78,7 @@ def test_onnx2tnn_writes_int8_for_a_qdq_model_and_float_with_the_flag(tmp_path):
     path = qdq_models.squeezenet_qdq(True)
     result = CliRunner().invoke(main, [str(path), "-o", str(tmp_path / "q")])
     assert result.exit_code == 0, result.output
-    assert "int8 from the file's 69 blob scales (38 of 42 layers int8" in result.output
+    assert "int8 from the file's 68 blob scales (37 of 41 layers int8" in result.output
     assert (tmp_path / "q.tnnproto").read_text().count("QuantizedConvolution") == 26
     result = CliRunner().invoke(main, [str(path), "-o", str(tmp_path / "f"), "--float"])
     assert result.exit_code == 0, result.output
@@ -113,3 +113,16 @@ def test_int8_tflite_imports_as_int8_agreeing_with_litert(tmp_path, int8_tflite,
     for ours, theirs in zip(mp.ours(int8, x), mp.litert_outputs(int8_tflite[name], x)):
         assert mp.cosine(ours, theirs) > 0.999
     _same_in_tnn(tmp_path, int8, {input_name: x.transpose(0, 3, 1, 2)})
+
+
+def test_file_scales_map_onto_tnns_int8_covering_the_files_range():
+    from tnnformat.importer.scales import file_scale
+
+    after_relu = file_scale(0.5, 0, np.uint8)  # [0, 127.5] on 255 codes
+    assert after_relu.asymmetric() == (pytest.approx(127.5 / 254), -127)
+    assert after_relu.symmetric_scale() == pytest.approx(127.5 / 127)  # a step twice the file's
+    centred = file_scale(0.1, 0, np.int8)  # [-12.8, 12.7]
+    assert centred.symmetric_scale() == pytest.approx(12.8 / 127)
+    step, zero = file_scale([0.1, 0.2], [3, -5], np.int8).asymmetric()  # per channel: the union
+    low, high = (-128 + 5) * 0.2, (127 + 5) * 0.2  # channel 1 reaches furthest both ways
+    assert step == pytest.approx((high - low) / 254) and zero == 127 - round(high / step)

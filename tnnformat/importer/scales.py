@@ -1,15 +1,16 @@
 """Scales a pre-quantized source carries (ONNX QDQ pairs, TFLite int8 tensors), per value.
 
-The source's code q of a value x is real = (q - zero_point) * scale, q in [qmin, qmax]; TNN's
-int8 blobs are symmetric (zero point 0, codes in [-127, 127]). `symmetric_scale` is the one
-mapping: the scale that covers the source's whole representable range,
-max(|qmin - zp|, |qmax - zp|) * scale / 127, so nothing the source can represent saturates; for an
-asymmetric source (uint8, or int8 with a zero point) a step is up to twice the source's step.
+The source's code q of a value x is real = (q - zero_point) * scale, q in [qmin, qmax]. TNN's
+int8 blobs hold codes in [-127, 127] with a scale and a zero point (as TNN's ASY_MIN_MAX writes
+them), or symmetric ones with zero point 0. Both mappings cover the source's whole
+representable range [lo, hi] (0 included), so nothing the source can represent saturates:
+`asymmetric` puts it on TNN's 255 levels (a step 255/254 of an 8-bit source's), and
+`symmetric_scale` on +-127 around 0 (for an asymmetric source a step up to twice the source's).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 
@@ -21,12 +22,24 @@ class FileScale:
     qmin: int
     qmax: int
 
-    def symmetric_scale(self) -> float:
-        """TNN's per-tensor symmetric int8 scale covering the source's range (see above)."""
+    def value_range(self) -> Tuple[float, float]:
+        """[lo, hi] the source's codes represent (every channel's), widened to hold 0."""
         scale = np.asarray(self.scale, np.float64).reshape(-1)
         zero = np.asarray(self.zero_point, np.float64).reshape(-1)
-        reach = np.maximum(np.abs(self.qmin - zero), np.abs(self.qmax - zero)) * scale
-        return float(reach.max() / 127.0)
+        low, high = ((self.qmin - zero) * scale).min(), ((self.qmax - zero) * scale).max()
+        return min(float(low), 0.0), max(float(high), 0.0)
+
+    def symmetric_scale(self) -> float:
+        """TNN's per-tensor symmetric int8 scale covering the source's range."""
+        low, high = self.value_range()
+        return max(-low, high) / 127.0
+
+    def asymmetric(self) -> Tuple[float, int]:
+        """TNN's per-tensor (scale, zero point) putting the source's range on codes -127..127:
+        (hi - lo) / 254 and 127 - round(hi / scale), TNN's ASY_MIN_MAX rule."""
+        low, high = self.value_range()
+        step = (high - low) / 254.0
+        return step, int(127 - round(high / step))
 
 
 #: value name -> its scale in the source.

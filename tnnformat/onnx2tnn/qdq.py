@@ -73,7 +73,7 @@ def _scale(graph: Graph, node: Node) -> Optional[FileScale]:
 #: Ops whose output is never negative, and ops that keep their inputs' signs.
 NON_NEGATIVE = {"Relu", "Sigmoid", "Softmax", "Abs", "Exp", "HardSigmoid"}
 SIGN_KEEPING = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Concat",
-                "Identity", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"}
+                "Identity", "Dropout", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"}
 
 
 def _non_negative(graph: Graph, name: str) -> bool:
