@@ -183,3 +183,22 @@ def test_mutated_tflite_files_fail_cleanly_or_convert(fuzz_sources, mutations, s
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     assert peak < 40 * len(data) + 2 ** 24  # no allocation sized by a corrupt count
+
+
+@pytest.mark.slow
+def test_pose_detection_int8_with_add_relu6_runs_in_tnn(tmp_path, models):
+    """Its 1x1 conv -> Add -> ReLU6 chains keep the Add float (quantization_cmd.plan), so TNN
+    loads the int8 model; outputs agree to rounding (a float Upsample feeds int8 layers)."""
+    from tnn_runtime import run_tnn
+
+    net = convert(models["pose_detection"])
+    prefix = tmp_path / "float"
+    tnnformat.save(net, f"{prefix}.tnnproto", f"{prefix}.tnnmodel")
+    _calibrate(tmp_path, prefix, tmp_path / "int8")
+    (input_name, shape), = net.inputs.items()
+    x = mp.photo_input((1, shape[2], shape[3], shape[1]), 3).transpose(0, 3, 1, 2)
+    model = tnnformat.load(tmp_path / "int8.tnnproto", tmp_path / "int8.tnnmodel")
+    ours = Interpreter(model).forward({input_name: x})
+    theirs = run_tnn(tmp_path / "int8.tnnproto", {input_name: x})
+    for blob, value in ours.items():
+        assert mp.cosine(value, theirs[blob]) > 0.999, blob
