@@ -163,15 +163,11 @@ def test_mediapipe_model_quantizes_and_tnn_runs_float_and_int8_as_we_do(tmp_path
 
 @pytest.fixture(scope="module")
 def fuzz_sources(models):
-    return [models["hand_recrop"].read_bytes(), models["face_detection_short_range"].read_bytes()]
+    return {name: models[name].read_bytes() for name in
+            ("hand_recrop", "face_detection_short_range", "face_detection_full_range_sparse")}
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.lists(mutation, min_size=1, max_size=3), st.booleans())
-def test_mutated_tflite_files_fail_cleanly_or_convert(fuzz_sources, mutations, second):
-    data = fuzz_sources[int(second)]
-    for kind, where, value in mutations:
-        data = mutate(data, kind, where, value)
+def _fails_cleanly_or_converts(data: bytes) -> None:
     tracemalloc.start()
     try:
         net = convert(data)
@@ -185,20 +181,21 @@ def test_mutated_tflite_files_fail_cleanly_or_convert(fuzz_sources, mutations, s
     assert peak < 40 * len(data) + 2 ** 24  # no allocation sized by a corrupt count
 
 
-@pytest.mark.slow
-def test_pose_detection_int8_with_add_relu6_runs_in_tnn(tmp_path, models):
-    """Its 1x1 conv -> Add -> ReLU6 chains keep the Add float (quantization_cmd.plan), so TNN
-    loads the int8 model; outputs agree to rounding (a float Upsample feeds int8 layers)."""
-    from tnn_runtime import run_tnn
+def _mutated(data: bytes, mutations) -> bytes:
+    for kind, where, value in mutations:
+        data = mutate(data, kind, where, value)
+    return data
 
-    net = convert(models["pose_detection"])
-    prefix = tmp_path / "float"
-    tnnformat.save(net, f"{prefix}.tnnproto", f"{prefix}.tnnmodel")
-    _calibrate(tmp_path, prefix, tmp_path / "int8")
-    (input_name, shape), = net.inputs.items()
-    x = mp.photo_input((1, shape[2], shape[3], shape[1]), 3).transpose(0, 3, 1, 2)
-    model = tnnformat.load(tmp_path / "int8.tnnproto", tmp_path / "int8.tnnmodel")
-    ours = Interpreter(model).forward({input_name: x})
-    theirs = run_tnn(tmp_path / "int8.tnnproto", {input_name: x})
-    for blob, value in ours.items():
-        assert mp.cosine(value, theirs[blob]) > 0.999, blob
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(mutation, min_size=1, max_size=3), st.booleans())
+def test_mutated_tflite_files_fail_cleanly_or_convert(fuzz_sources, mutations, second):
+    name = "face_detection_short_range" if second else "hand_recrop"
+    _fails_cleanly_or_converts(_mutated(fuzz_sources[name], mutations))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(mutation, min_size=1, max_size=3))
+def test_mutated_sparse_tflite_files_fail_cleanly_or_convert(fuzz_sources, mutations):
+    """Sparse weights (DENSIFY): segments, indices and block maps from the file."""
+    _fails_cleanly_or_converts(_mutated(fuzz_sources["face_detection_full_range_sparse"], mutations))

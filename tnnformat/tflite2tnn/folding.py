@@ -20,7 +20,12 @@ def dequantize(value: np.ndarray, quantization: Optional[schema.Quantization]) -
         raise ValueError("an integer constant without quantization parameters")
     shape = [1] * value.ndim
     if quantization.scale.size > 1:
+        if not 0 <= quantization.axis < value.ndim or value.shape[quantization.axis] != quantization.scale.size:
+            raise ValueError(f"{quantization.scale.size} scales do not fit axis {quantization.axis} "
+                             f"of shape {list(value.shape)}")
         shape[quantization.axis] = -1
+    if quantization.zero_point.size != quantization.scale.size:
+        raise ValueError(f"{quantization.scale.size} scales but {quantization.zero_point.size} zero points")
     scale = quantization.scale.astype(np.float64).reshape(shape)
     zero = quantization.zero_point.astype(np.float64).reshape(shape)
     return ((value.astype(np.float64) - zero) * scale).astype(np.float32)
@@ -37,6 +42,9 @@ def evaluator(model: schema.Model):
         if node.op_type == "DENSIFY":
             return [tnn_array(densify(model, source, value))]
         raw = value.transpose(NCHW_AXIS) if value.ndim == 4 else value  # the file's layout
-        return [tnn_array(dequantize(raw, source.quantization))]
+        try:
+            return [tnn_array(dequantize(raw, source.quantization))]
+        except ValueError as exc:
+            raise model.file.corrupt(f"tensor {source.index} '{source.name}': {exc}") from None
 
     return evaluate

@@ -49,9 +49,12 @@ def _constant(model: schema.Model, tensor: schema.Tensor) -> Optional[np.ndarray
     data = model.data(tensor)
     if data is None:
         return None
-    if tensor.sparsity is not None:
-        return np.frombuffer(data, np.dtype(tensor.dtype).newbyteorder("<")).copy()  # DENSIFY's input
     dtype = np.dtype(tensor.dtype).newbyteorder("<")
+    if tensor.sparsity is not None:  # DENSIFY's input: the stored values, 1-D
+        if len(data) % dtype.itemsize:
+            raise model.file.corrupt(f"tensor {tensor.index} '{tensor.name}' has {len(data)} bytes "
+                                     f"of {tensor.dtype} values")
+        return np.frombuffer(data, dtype).astype(dtype.newbyteorder("="))
     count = int(np.prod(tensor.shape, dtype=np.int64))
     if count * dtype.itemsize != len(data):
         raise model.file.corrupt(f"tensor {tensor.index} '{tensor.name}' of shape "
@@ -93,7 +96,10 @@ def from_model(model: schema.Model,
         if value is None:
             continue
         if tensor.sparsity is None and quantized(tensor):  # an int8 model's weights and biases
-            value = dequantize(value, tensor.quantization)
+            try:
+                value = dequantize(value, tensor.quantization)
+            except ValueError as exc:
+                raise model.file.corrupt(f"tensor {tensor.index} '{tensor.name}': {exc}") from None
         constants[names[tensor.index]] = value if tensor.sparsity is not None else tnn_array(value)
     inputs, input_types = {}, {}
     for index in model.inputs:
