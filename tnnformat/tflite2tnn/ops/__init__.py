@@ -14,16 +14,18 @@ from ...importer.graph import Node
 REGISTRY = Registry("tflite2tnn")
 converts = REGISTRY.converts
 
-#: ActivationFunctionType -> (TNN layer type, params); 5 SIGN_BIT has no TNN layer.
-ACTIVATIONS = {1: ("ReLU", {}), 2: ("Clip", {"min": -1.0, "max": 1.0}), 3: ("ReLU6", {}),
-               4: ("Tanh", {})}
+#: ActivationFunctionType -> (TNN layer type, params). TFLite's float kernels clamp to the
+#: activation's range (CalculateActivationRange), which TANH (4) does not have: they run it as
+#: no activation, and so do we. 5 SIGN_BIT is refused.
+ACTIVATIONS = {1: ("ReLU", {}), 2: ("Clip", {"min": -1.0, "max": 1.0}), 3: ("ReLU6", {})}
+UNAPPLIED = {4}
 
 
 def with_activation(ctx: Context, node: Node, emit: Callable[[str], None]) -> None:
     """Run `emit(out)` for the op itself, then the node's fused activation, if any."""
     code = int(node.attr("fused_activation_function", 0))
     out = node.outputs[0]
-    if not code:
+    if not code or code in UNAPPLIED:
         emit(out)
         return
     if code not in ACTIVATIONS:

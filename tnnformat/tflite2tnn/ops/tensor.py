@@ -15,7 +15,7 @@ from ...importer.context import Context
 from ...importer.graph import Node
 from ...importer.resize import emit_upsample
 from ..layout import NCHW_AXIS, TO_NCHW, tnn_axis
-from . import converts, with_activation
+from . import converts
 
 
 def _ints(ctx: Context, name: str, what: str) -> List[int]:
@@ -82,8 +82,10 @@ def transpose(ctx: Context, node: Node) -> None:
 
 @converts("CONCATENATION", attrs=("axis", "fused_activation_function"))
 def concat(ctx: Context, node: Node) -> None:
+    if node.attr("fused_activation_function"):  # TFLite's float kernel ignores it: say so
+        raise ctx.fail("a fused activation on CONCATENATION is not supported")
     axis = _axis(ctx, int(node.attr("axis", 0)), ctx.rank(node.outputs[0]))
-    with_activation(ctx, node, lambda out: ctx.emit("Concat", node.inputs, [out], {"axis": axis}))
+    ctx.emit("Concat", node.inputs, node.outputs, {"axis": axis})
 
 
 @converts("SPLIT", attrs=("num_splits",))
