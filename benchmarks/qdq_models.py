@@ -85,7 +85,9 @@ def labels(folder: str) -> np.ndarray:
 
 def squeezenet_top1(per_channel: bool, count: int = 400) -> dict:
     """Top-1 on the held-out images: onnxruntime's QDQ model, our import of it in int8 (TNN's
-    arithmetic, our interpreter), and the dequantized float model; and their top-1 agreement."""
+    arithmetic, our interpreter), the dequantized float model, their top-1 agreement, and
+    quantization_cmd's own int8 model of the float SqueezeNet on the same calibration images
+    (MIN_MAX, per-tensor blobs like onnxruntime's, weights as the QDQ model's)."""
     import onnxruntime
 
     from kernels import Interpreter
@@ -100,9 +102,19 @@ def squeezenet_top1(per_channel: bool, count: int = 400) -> dict:
     int8 = quantize_with_file_scales(net, summary.prequantized.scales, summary.prequantized.weights_per_channel).net
     ours = Interpreter(int8).forward({"data_0": x})[int8.outputs[0]].reshape(count, -1)
     dequantized = Interpreter(net).forward({"data_0": x})[net.outputs[0]].reshape(count, -1)
+    from quantization_cmd import QuantConfig, quantize
+    from quantization_cmd.config import BlobConfig, LayerConfig
+    from tnnformat.onnx2tnn import convert
+
+    original = convert(str(SHARED / "models" / "squeezenet1.1.onnx"))
+    weights = LayerConfig(granularity="channel" if per_channel else "tensor")
+    calibrated = quantize(original, [{"data_0": squeezenet_inputs("imagenet-calib-100", 32)}],
+                          QuantConfig(BlobConfig("MIN_MAX", "tensor"), weights)).net
+    own = Interpreter(calibrated).forward({"data_0": x})[calibrated.outputs[0]].reshape(count, -1)
     top1 = lambda scores: float((scores.argmax(1) == truth).mean() * 100)  # noqa: E731
     return {"onnxruntime QDQ": top1(theirs), "ours int8": top1(ours), "dequantized float": top1(dequantized),
-            "agreement": float((ours.argmax(1) == theirs.argmax(1)).mean() * 100)}
+            "agreement": float((ours.argmax(1) == theirs.argmax(1)).mean() * 100),
+            "quantization_cmd on the same 32 images": top1(own)}
 
 
 if __name__ == "__main__":

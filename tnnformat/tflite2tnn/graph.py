@@ -114,12 +114,12 @@ def from_model(model: schema.Model,
     for op in model.operators:
         if not op.outputs or min(op.outputs) < 0:
             raise model.file.corrupt(f"operator {op.index} ({op.op}) has no output tensor")
-    nodes = [Node("Identity" if _passes(model, op) else op.op, "", [names[i] if i >= 0 else "" for i in op.inputs],
-                  [names[i] for i in op.outputs], dict(op.options), CUSTOM if op.custom else "",
-                  op, op.index) for op in model.operators]
+    nodes = [Node("Identity" if _passes(model, op) else op.op, "",
+                  [names[i] if i >= 0 else "" for i in op.inputs], [names[i] for i in op.outputs],
+                  dict(op.options), CUSTOM if op.custom else "", op, op.index)
+             for op in model.operators]
     graph = Graph(0, nodes, constants, inputs, input_types, [names[i] for i in model.outputs])
     graph.shapes = {names[t.index]: tnn_shape(t.shape) for t in model.tensors}
-    graph.types = {names[t.index]: t.index for t in model.tensors}
     return graph
 
 
