@@ -199,3 +199,14 @@ def test_mutated_tflite_files_fail_cleanly_or_convert(fuzz_sources, mutations, s
 def test_mutated_sparse_tflite_files_fail_cleanly_or_convert(fuzz_sources, mutations):
     """Sparse weights (DENSIFY): segments, indices and block maps from the file."""
     _fails_cleanly_or_converts(_mutated(fuzz_sources["face_detection_full_range_sparse"], mutations))
+
+
+def test_converted_models_run_at_any_batch(models):
+    """Reshapes keep the batch (written 0), so quantization_cmd can run batches of 8."""
+    net = convert(models["face_detection_short_range"])
+    (name, shape), = net.inputs.items()
+    x = np.concatenate([mp.photo_input((1, shape[2], shape[3], shape[1]), i).transpose(0, 3, 1, 2)
+                        for i in range(2)])
+    both, second = Interpreter(net).forward({name: x}), Interpreter(net).forward({name: x[1:]})
+    for blob, value in second.items():
+        np.testing.assert_array_equal(both[blob][1:], value)

@@ -37,7 +37,12 @@ def _permute(ctx: Context, source: str, orders: Sequence[int], name: str) -> str
 
 
 def _reshape(ctx: Context, source: str, out: str, shape: Sequence[int], name: str) -> None:
-    ctx.emit("Reshape", [source], [out], dict(axis=0, num_axes=len(shape), shape=list(shape),
+    """A Reshape to `shape`; a leading dim equal to the source's (the batch) is written 0,
+    TNN's "keep this dim", so the model runs at any batch (as onnx2tnn writes it)."""
+    shape = list(shape)
+    if shape and ctx.shape(source) and shape[0] == ctx.shape(source)[0]:
+        shape[0] = 0
+    ctx.emit("Reshape", [source], [out], dict(axis=0, num_axes=len(shape), shape=shape,
                                               reshape_type=0), name=name)
 
 
