@@ -72,6 +72,11 @@ def relu_model(subgraphs: int = 1, signature: Optional[Sequence[int]] = None,
     builder.StartObject(0)
     empty = builder.EndObject()
     buffers = _tables(builder, [empty])
+    return _finish(builder, codes, graphs, buffers)
+
+
+def _finish(builder: flatbuffers.Builder, codes: int, graphs: int, buffers: int) -> bytes:
+    """The Model table (version 3) over the given vectors, as the file's bytes."""
     builder.StartObject(5)
     builder.PrependUint32Slot(0, 3, 0)
     builder.PrependUOffsetTRelativeSlot(1, codes, 0)
@@ -168,12 +173,5 @@ def model(tensors, operators, inputs, outputs) -> bytes:
     builder.PrependUOffsetTRelativeSlot(2, out_vector, 0)
     builder.PrependUOffsetTRelativeSlot(3, op_vector, 0)
     graph = builder.EndObject()
-    codes_vector, graphs, buffer_vector = (_tables(builder, code_tables), _tables(builder, [graph]),
-                                           _tables(builder, buffers))
-    builder.StartObject(5)
-    builder.PrependUint32Slot(0, 3, 0)
-    builder.PrependUOffsetTRelativeSlot(1, codes_vector, 0)
-    builder.PrependUOffsetTRelativeSlot(2, graphs, 0)
-    builder.PrependUOffsetTRelativeSlot(4, buffer_vector, 0)
-    builder.Finish(builder.EndObject(), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return _finish(builder, _tables(builder, code_tables), _tables(builder, [graph]),
+                   _tables(builder, buffers))
