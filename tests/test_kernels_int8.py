@@ -130,6 +130,18 @@ def test_int8_average_pooling_truncates_toward_zero():
     assert y.tolist() == [[[[1.0, -1.0]]]]  # 7 / 4 -> 1 and -7 / 4 -> -1
 
 
+def test_int8_max_pooling_never_goes_below_tnns_starting_value():
+    """A window of -128 codes gives -127 without padding too (TNN starts every max at -127;
+    MediaPipe's hand landmark model has saturated windows in front of a 2x2 VALID pooling)."""
+    layer = make("Pooling", "pool", ["x"], ["y"], pool_type=0, kernel_h=2, kernel_w=2, stride_h=2,
+                 stride_w=2, pad_h=0, pad_w=0)
+    net = Net(inputs={"x": (1, 1, 2, 4)}, outputs=["y"], layers=[layer],
+              resources={"x" + BLOB_SCALE_SUFFIX: blob_scale(1.0), "y" + BLOB_SCALE_SUFFIX: blob_scale(1.0)})
+    x = np.array([[[[-128, -200, -3, -128], [-130, -128, -128, -128]]]], np.float32)
+    y = Interpreter(net).forward({"x": x})["y"]
+    assert y.tolist() == [[[[-127.0, -3.0]]]]
+
+
 def test_without_quantized_layers_int8_runner_is_the_float_interpreter():
     folder = shared_path("tnn-reference", "squeezenet1.1")
     float_net = tnnformat.load(folder / "squeezenet1.1.tnnproto", folder / "squeezenet1.1.tnnmodel")

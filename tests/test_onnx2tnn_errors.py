@@ -118,7 +118,7 @@ def test_success_prints_a_summary(tmp_path):
 
 
 def test_slow_conversions_show_progress(tmp_path, monkeypatch):
-    monkeypatch.setattr("tnnformat.onnx2tnn.cli.PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr("tnnformat.importer.cli.PROGRESS_DELAY", 0.0)
     result, _ = run_cli(tmp_path, relu_model())
     assert result.exit_code == 0, result.output
     assert "converting nodes" in result.output

@@ -108,3 +108,16 @@ def test_inner_product_blobs_are_per_tensor_and_small_blobs_use_min_max():
     assert methods(plan_of(net, ASY_MIN_MAX, False, shapes))["b"] == "ASY_MIN_MAX"
     assert methods(plan_of(net, ASY_MIN_MAX, False, shapes))["x"] == "MIN_MAX"
     assert per_tensor(plan_of(net, MIN_MAX, True, shapes)) == {"x", "a", "b"}
+
+
+def test_add_that_tnn_would_fuse_with_a_relu6_into_a_1x1_convolution_stays_float():
+    """conv(1x1) -> Add -> ReLU6 (MediaPipe's pose models): TNN's runtime would fuse all
+    three into the int8 convolution, which then writes the ReLU6's output, a blob no int8
+    layer gives a scale (TNN has no int8 ReLU6), so TNN refuses the model. With ReLU the
+    fusion is fine (the ReLU shares the Add's scale)."""
+    for activation, add_quantized in (("ReLU6", False), ("ReLU", True)):
+        net = net_of([conv("c0", ["x"], ["y"]), conv("c1", ["y"], ["a"]), layer("Add", "add", ["a", "y"], ["s"]),
+                      layer(activation, "act", ["s"], ["out"])], ["out"])
+        plan = plan_of(net, MIN_MAX, False, shapes_for(net))
+        assert ("add" in plan.quantized) == add_quantized, activation
+        assert {"c0", "c1"} <= plan.quantized

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import tnnformat
 from tnnformat import RawBuffer, TnnFormatError
 
+from mutations import mutate, mutation
 from conftest import shared_path
 
 GOOD_PROTO = (
@@ -166,26 +167,13 @@ def reference_bytes():
             (folder / "b2_w1_t0.quantized.tnnmodel").read_bytes())
 
 
-mutation = st.tuples(st.sampled_from(["flip", "cut", "int"]), st.integers(0, 10**9),
-                     st.integers(0, 2**32 - 1))
-
-
-def _mutate(data: bytes, kind: str, where: int, value: int) -> bytes:
-    at = where % max(len(data), 1)
-    if kind == "cut":
-        return data[:at]
-    if kind == "flip":
-        return data[:at] + bytes([value & 0xFF]) + data[at + 1:]
-    return data[:at] + struct.pack("<I", value) + data[at + 4:]
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(mutation, min_size=1, max_size=3), st.booleans())
 def test_mutated_files_fail_cleanly(tmp_path_factory, reference_bytes, mutations, in_model):
     proto_bytes, model_bytes = reference_bytes
     for kind, where, value in mutations:
         if in_model:
-            model_bytes = _mutate(model_bytes, kind, where, value)
+            model_bytes = mutate(model_bytes, kind, where, value)
         else:
-            proto_bytes = _mutate(proto_bytes, kind, where, value)
+            proto_bytes = mutate(proto_bytes, kind, where, value)
     _load_bytes(tmp_path_factory.mktemp("m"), proto_bytes, model_bytes)

@@ -140,4 +140,6 @@ class Pooling(Kernel):
         if average:
             count = _window_sizes(g, *q.shape[2:])
             result = np.sign(result) * (np.abs(result) // count)  # C division truncates toward zero
+        else:  # every window starts at -127, padded or not
+            result = np.maximum(result, -127)
         return [np.clip(result, -128, 127).astype(np.int8)]

@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {"convert": "converter", "convert_with_summary": "converter", "load_model": "converter",
-            "Summary": "converter", "ConversionError": "errors", "supported_ops": "ops"}
+            "Summary": "converter", "ConversionError": "..importer.errors", "supported_ops": "ops"}
 
 __all__ = sorted(_EXPORTS)
 
@@ -21,4 +21,5 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    module = _EXPORTS[name]
+    return getattr(importlib.import_module(module if module.startswith(".") else f".{module}", __name__), name)

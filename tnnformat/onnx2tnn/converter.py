@@ -10,13 +10,15 @@ import onnx
 import onnx.inliner
 from google.protobuf.message import DecodeError
 
+from ..importer import fusions
+from ..importer.build import Progress, build
+from ..importer.errors import ConversionError
+from ..importer.scales import Prequantized, blob_scales
 from ..net import Net
-from . import fusions
-from .context import Context
-from .errors import ConversionError, node_error
-from .folding import Progress, fold
-from .graph import Graph, from_model
-from .ops import CONVERTERS, convert_node
+from .folding import fold
+from .graph import data_types, from_model
+from .ops import REGISTRY
+from .qdq import strip, weights_per_channel
 
 ModelSource = Union[onnx.ModelProto, str, "os.PathLike[str]"]
 
@@ -30,6 +32,11 @@ class Summary:
     folded: int     # nodes evaluated away as constants
     fused: int      # places a rewrite changed (BatchNorm folds, HardSwish, removals, ...)
     seconds: float
+    prequantized: Optional[Prequantized] = None  # a QDQ model's scales
+
+    def line(self) -> str:
+        return (f"{self.nodes} ONNX nodes -> {self.layers} TNN layers "
+                f"({self.folded} nodes folded as constants, {self.fused} rewrites)")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -59,36 +66,6 @@ def load_model(path: Union[str, "os.PathLike[str]"]) -> onnx.ModelProto:
     return model
 
 
-def _refuse_unsupported(graph: Graph) -> None:
-    """Name the first node we cannot convert, before any work on the others."""
-    missing = [n for n in graph.nodes if (n.domain, n.op_type) not in CONVERTERS]
-    if missing:
-        first, others = missing[0], sorted({n.op_type for n in missing[1:]} - {missing[0].op_type})
-        more = f" (also unsupported here: {', '.join(others)})" if others else ""
-        where = f" from domain '{first.domain}'" if first.domain else ""
-        raise node_error(first.label, first.op_type, graph.opset,
-                         f"op {first.op_type}{where} is not supported by onnx2tnn{more}")
-
-
-def _build(graph: Graph, progress: Optional[Progress]) -> Net:
-    ctx = Context(graph)
-    total = len(graph.nodes)
-    for index, node in enumerate(graph.nodes):
-        if progress:
-            progress("converting nodes", index + 1, total)
-        convert_node(ctx, node)
-    for name in graph.outputs:
-        if name in graph.inputs:
-            raise ConversionError(f"output '{name}' is the input itself; TNN needs a layer between them")
-        ctx.blob(name)  # a constant output gets its Const layer
-    inputs = {ctx.blob(n): shape for n, shape in graph.inputs.items() if ctx.reads(n)}
-    if not inputs:
-        raise ConversionError("no output of the model depends on an input")
-    types = {name: t for name, t in ctx.input_types().items() if name in inputs}
-    return Net(inputs, [ctx.blob(n) for n in graph.outputs], ctx.layers, types,
-               resources=ctx.resources)
-
-
 def convert_with_summary(model: ModelSource,
                          input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
                          progress: Optional[Progress] = None) -> Tuple[Net, Summary]:
@@ -102,11 +79,14 @@ def convert_with_summary(model: ModelSource,
         model = onnx.inliner.inline_local_functions(model)
     graph = from_model(model, input_shapes)
     nodes = len(graph.nodes)
+    per_channel = weights_per_channel(graph)
     folded = fold(graph, model, progress)
+    scales = strip(graph)
     fused = fusions.apply(graph)
-    _refuse_unsupported(graph)
-    net = _build(graph, progress)
-    return net, Summary(nodes, len(net.layers), folded, fused, time.perf_counter() - start)
+    REGISTRY.refuse_unsupported(graph)
+    net, blobs = build(graph, REGISTRY, data_types(graph), progress)
+    prequantized = Prequantized(blob_scales(scales, blobs), per_channel is not False) if scales else None
+    return net, Summary(nodes, len(net.layers), folded, fused, time.perf_counter() - start, prequantized)
 
 
 def convert(model: ModelSource, input_shapes: Optional[Mapping[str, Sequence[int]]] = None,

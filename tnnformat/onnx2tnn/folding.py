@@ -1,6 +1,6 @@
-"""Static shapes and constant folding.
+"""Static shapes and constant folding of ONNX graphs.
 
-With every input at a fixed shape, whole subgraphs are constant: `Shape` of a tensor is
+With every input at a fixed shape, `Shape` of a tensor is
 known, so Shape/Gather/Slice/Concat/Cast/Reshape chains (what exporters write for `x.view(n, -1)`)
 and weight generators such as ConstantOfShape evaluate to numpy arrays. We evaluate them with
 onnx's reference implementation, one node at a time, so folding follows the ONNX spec of the
@@ -8,16 +8,19 @@ model's opset, and we leave TNN only layers that compute on data.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 
-from .errors import ConversionError, node_error
-from .graph import Graph, Node
-from .spatial import onnx_pool_out
+from ..importer.build import Progress
+from ..importer.errors import ConversionError
+from ..importer.folding import drop_unused, fold_pass
+from ..importer.graph import Graph, Node
+from ..importer.spatial import onnx_pool_out
+from . import qdq
 
 #: Ops whose output is not a function of their inputs, or that run subgraphs.
 NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
@@ -25,8 +28,6 @@ NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUnif
 
 #: Constants up to this many elements go to shape inference as values (they may be shapes).
 SMALL_CONSTANT = 64
-
-Progress = Callable[[str, int, int], None]
 
 
 def _value_info(name: str, elem_type: int, shape) -> onnx.ValueInfoProto:
@@ -107,43 +108,15 @@ def _evaluate(graph: Graph, node: Node) -> Optional[List[np.ndarray]]:
     present = [name for name in node.inputs if name]
     if not all(name in graph.constants for name in present):
         return None
+    quantization = qdq.evaluate(graph, node)
+    if quantization is not None:
+        return quantization
     try:
         results = ReferenceEvaluator(_single_node_model(node, present, graph.opset)).run(
             None, {name: graph.constants[name] for name in present})
     except Exception as exc:  # the reference evaluator raises whatever its op raised
-        raise node_error(node.label, node.op_type, graph.opset,
-                         f"constant folding failed: {exc}") from None
+        raise graph.fail(node, f"constant folding failed: {exc}") from None
     return [np.asarray(r) for r in results]
-
-
-def _fold_pass(graph: Graph, progress: Optional[Progress]) -> int:
-    folded, kept = 0, []
-    total = len(graph.nodes)
-    for index, node in enumerate(graph.nodes):
-        if progress:
-            progress("folding constants", index + 1, total)
-        values = _evaluate(graph, node)
-        if values is None:
-            kept.append(node)
-            continue
-        for name, value in zip(node.outputs, values):
-            if name:
-                graph.constants[name] = value
-        folded += 1
-    graph.nodes = kept
-    return folded
-
-
-def drop_unused(graph: Graph) -> None:
-    """Remove nodes no output depends on, and constants nothing reads."""
-    needed = set(graph.outputs)
-    kept: List[Node] = []
-    for node in reversed(graph.nodes):
-        if any(name in needed for name in node.outputs):
-            kept.append(node)
-            needed.update(name for name in node.inputs if name)
-    graph.nodes = kept[::-1]
-    graph.constants = {k: v for k, v in graph.constants.items() if k in needed}
 
 
 def _floor_dropped_ceil_windows(graph: Graph) -> int:
@@ -180,7 +153,7 @@ def fold(graph: Graph, template: onnx.ModelProto, progress: Optional[Progress] =
     folded = 0
     while True:
         infer_shapes(graph, template)
-        count = _fold_pass(graph, progress)
+        count = fold_pass(graph, _evaluate, progress)
         if not count and not _floor_dropped_ceil_windows(graph):
             break
         folded += count

@@ -1,70 +1,20 @@
-"""The ONNX graph as onnx2tnn works on it: plain nodes, numpy constants and static shapes.
+"""An ONNX model read into the importer's graph: plain nodes, numpy constants, static shapes.
 
-Folding and fusions rewrite this small structure instead of protobufs, so each pass reads
-like the graph rewrite it is; the original ModelProto is never touched.
+The original ModelProto is never touched; each node keeps its proto for constant folding.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
-from .errors import ConversionError
-
-Shape = Tuple[int, ...]
+from ..importer.errors import ConversionError
+from ..importer.graph import Graph, Node, Shape
+from ..net import DataType
 
 #: Oldest default-domain opset we convert (the ops' semantics we follow start there).
 MIN_OPSET = 7
-#: Domain of the nodes our fusions make for TNN layers ONNX has no op for.
-TNN_DOMAIN = "tnn"
-
-
-@dataclass
-class Node:
-    """One ONNX node; `attrs` holds python values (tensors as numpy arrays)."""
-
-    op_type: str
-    name: str
-    inputs: List[str]
-    outputs: List[str]
-    attrs: Dict[str, Any] = field(default_factory=dict)
-    domain: str = ""
-    proto: Optional[onnx.NodeProto] = None  # the original node, for constant folding
-
-    @property
-    def label(self) -> str:
-        """The name TNN's converter gives the layer: the node's name, else its first output."""
-        return self.name or self.outputs[0]
-
-    def attr(self, name: str, default: Any = None) -> Any:
-        return self.attrs.get(name, default)
-
-
-@dataclass
-class Graph:
-    opset: int
-    nodes: List[Node]
-    constants: Dict[str, np.ndarray]
-    inputs: Dict[str, Shape]  # real (non-constant) graph inputs with their static shapes
-    input_types: Dict[str, int]  # ONNX elem type of each input
-    outputs: List[str]
-    shapes: Dict[str, Shape] = field(default_factory=dict)
-    types: Dict[str, int] = field(default_factory=dict)  # ONNX elem type of every known value
-
-    def uses(self, name: str) -> int:
-        """How many node inputs and graph outputs read `name`."""
-        return sum(node.inputs.count(name) for node in self.nodes) + self.outputs.count(name)
-
-    def rename(self, old: str, new: str) -> None:
-        """Every reader of `old` reads `new` instead."""
-        for node in self.nodes:
-            node.inputs = [new if name == old else name for name in node.inputs]
-
-    def const(self, name: str) -> Optional[np.ndarray]:
-        return self.constants.get(name) if name else None
 
 
 def _array(tensor: onnx.TensorProto) -> np.ndarray:
@@ -156,3 +106,21 @@ def from_model(model: onnx.ModelProto,
     nodes = [Node(_text(n.op_type), _text(n.name), [_text(i) for i in n.input], [_text(o) for o in n.output],
                   attribute_values(n), "" if n.domain == "ai.onnx" else n.domain, n) for n in graph.node]
     return Graph(opset, nodes, constants, inputs, input_types, [v.name for v in graph.output])
+
+
+def data_types(graph: Graph) -> Dict[str, DataType]:
+    """The TNN data type of each input, from its ONNX element type."""
+    return {name: _data_type(elem, name) for name, elem in graph.input_types.items()}
+
+
+def _data_type(elem_type: int, name: str) -> DataType:
+    if elem_type in (TensorProto.FLOAT, TensorProto.DOUBLE):
+        return DataType.FLOAT
+    if elem_type == TensorProto.FLOAT16:
+        return DataType.HALF
+    if elem_type in (TensorProto.INT32, TensorProto.INT64):
+        return DataType.INT32
+    known = elem_type in TensorProto.DataType.values()  # a damaged file may hold any number
+    raise ConversionError(f"input '{name}' has ONNX element type "
+                          f"{TensorProto.DataType.Name(elem_type) if known else elem_type}, "
+                          "which TNN inputs cannot take")

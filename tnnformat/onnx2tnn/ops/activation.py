@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..context import Context, buffer
-from ..graph import TNN_DOMAIN, Node
+from ...importer.context import Context, buffer
+from ...importer.fusions import clip_bounds
+from ...importer.graph import TNN_DOMAIN, Node
 from ...layer_types import FLT_MAX
 from . import converts
 
@@ -61,23 +62,6 @@ def leaky_relu(ctx: Context, node: Node) -> None:
     slope = np.array([node.attr("alpha", 0.01)], np.float32)
     ctx.emit("PReLU", node.inputs, node.outputs, {"channel_shared": 1, "has_filler": 0},
              {"slope": buffer(slope)})
-
-
-def clip_bounds(node: Node, const) -> tuple:
-    """(min, max) of a Clip node, from attributes (opset < 11) or constant inputs; None if computed."""
-    if "min" in node.attrs or "max" in node.attrs or len(node.inputs) == 1:
-        return float(node.attr("min", -FLT_MAX)), float(node.attr("max", FLT_MAX))
-    bounds = []
-    for index, default in ((1, -FLT_MAX), (2, FLT_MAX)):
-        name = node.inputs[index] if len(node.inputs) > index else ""
-        if not name:
-            bounds.append(default)
-            continue
-        value = const(name)
-        if value is None:
-            return None
-        bounds.append(float(np.asarray(value).reshape(-1)[0]))
-    return tuple(bounds)
 
 
 @converts("Clip", attrs=("min", "max"))

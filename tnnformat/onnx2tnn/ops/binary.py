@@ -8,22 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..context import Context, buffer
-from ..graph import Node
+from ...importer.builders import emit_binary
+from ...importer.context import Context
+from ...importer.graph import Node
 from . import converts
 
 TNN_TYPES = {"Add": "Add", "Sum": "Add", "Sub": "Sub", "Mul": "Mul", "Div": "Div",
              "Max": "Maximum", "Min": "Minimum"}
-
-
-def emit_binary(ctx: Context, tnn_type: str, a: str, b: str, out: str) -> None:
-    constant_b, constant_a = ctx.const(b), ctx.const(a)
-    if constant_b is not None:
-        ctx.emit(tnn_type, [a], [out], {"weight_input_index": 1}, {"element": buffer(constant_b)})
-    elif constant_a is not None:
-        ctx.emit(tnn_type, [b], [out], {"weight_input_index": 0}, {"element": buffer(constant_a)})
-    else:
-        ctx.emit(tnn_type, [a, b], [out], {"weight_input_index": -1})
 
 
 @converts("Add", "Sub", "Mul", "Div", "Sum", "Max", "Min")

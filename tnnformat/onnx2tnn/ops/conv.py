@@ -5,11 +5,11 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from ..context import Context, buffer
-from ..graph import Node
-from ..spatial import Axis, first_match, onnx_pads, tnn_conv, tnn_deconv
+from ...importer.builders import conv_params, conv_resource, emit_spatial_pad
+from ...importer.context import Context, buffer
+from ...importer.graph import Node
+from ...importer.spatial import Axis, first_match, onnx_pads, tnn_conv, tnn_deconv
 from . import converts
-from .tensor import emit_spatial_pad
 
 CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
 
@@ -32,22 +32,6 @@ def _axes(ctx: Context, node: Node, kernel, strides, dilations,
     return [Axis(size, dilation * (k - 1) + 1, stride, begin, end, out)
             for size, k, stride, dilation, (begin, end), out
             in zip(sizes, kernel, strides, dilations, pads, outs)]
-
-
-def _conv_params(kernel, strides, dilations, group, in_channels, out_channels,
-                 has_bias, choice) -> dict:
-    pad_type, pad_h, pad_w = choice
-    return dict(group=group, input_channel=in_channels, output_channel=out_channels,
-                kernel_h=kernel[0], kernel_w=kernel[1], stride_h=strides[0], stride_w=strides[1],
-                pad_h=pad_h, pad_w=pad_w, bias=int(has_bias), pad_type=pad_type,
-                dilation_h=dilations[0], dilation_w=dilations[1], activation_type=0)
-
-
-def _resource(weight: np.ndarray, bias) -> dict:
-    resource = {"filter": buffer(weight)}
-    if bias is not None:
-        resource["bias"] = buffer(bias)
-    return resource
 
 
 def _preferred(auto_pad: str, pads: Sequence[Tuple[int, int]]) -> List[Tuple[int, int, int]]:
@@ -81,9 +65,9 @@ def conv(ctx: Context, node: Node) -> None:
         source = emit_spatial_pad(ctx, source, pads, 0.0)
         choice = (-1, 0, 0)
     group = int(node.attr("group", 1))
-    params = _conv_params(kernel, strides, dilations, group, weight.shape[1],
+    params = conv_params(kernel, strides, dilations, group, weight.shape[1],
                           weight.shape[0], bias is not None, choice)
-    ctx.emit("Convolution", [source], node.outputs[:1], params, _resource(weight, bias))
+    ctx.emit("Convolution", [source], node.outputs[:1], params, conv_resource(weight, bias))
 
 
 def _deconv_pads(ctx: Context, node: Node, extents, strides) -> List[Tuple[int, int]]:
@@ -118,15 +102,15 @@ def conv_transpose(ctx: Context, node: Node) -> None:
     group = int(node.attr("group", 1))
     channels = (weight.shape[0] // group, weight.shape[1] * group)
     if choice is not None:
-        params = _conv_params(kernel, strides, dilations, group, *channels, bias is not None, choice)
-        ctx.emit("Deconvolution", [node.inputs[0]], node.outputs[:1], params, _resource(weight, bias))
+        params = conv_params(kernel, strides, dilations, group, *channels, bias is not None, choice)
+        ctx.emit("Deconvolution", [node.inputs[0]], node.outputs[:1], params, conv_resource(weight, bias))
         return
     # No pad type fits: the full transposed convolution, then ONNX's window of it.
     n, _, h, w = ctx.shape(node.inputs[0])
     full = ctx.new_value(f"{node.outputs[0]}_full",
                          (n, channels[1], *[(size - 1) * s + e for size, s, e in zip((h, w), strides, extents)]))
-    params = _conv_params(kernel, strides, dilations, group, *channels, False, (-1, 0, 0))
-    ctx.emit("Deconvolution", [node.inputs[0]], [full], params, _resource(weight, None))
+    params = conv_params(kernel, strides, dilations, group, *channels, False, (-1, 0, 0))
+    ctx.emit("Deconvolution", [node.inputs[0]], [full], params, conv_resource(weight, None))
     _window_of(ctx, node, full, begins, bias)
 
 

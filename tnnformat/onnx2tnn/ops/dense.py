@@ -9,18 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..context import Context, buffer
-from ..graph import Node
+from ...importer.builders import emit_binary, emit_inner_product
+from ...importer.context import Context, buffer
+from ...importer.graph import Node
 from . import converts
-from .binary import emit_binary
-
-
-def emit_inner_product(ctx: Context, source: str, out: str, weight: np.ndarray,
-                       bias: np.ndarray) -> None:
-    """`out = source @ weight.T + bias` for a 2-D `source`; weight is (num_output, K)."""
-    ctx.emit("InnerProduct", [source], [out],
-             dict(num_output=int(weight.shape[0]), has_bias=1, transpose=0, axis=1),
-             {"weight": buffer(weight), "bias": buffer(bias)})
 
 
 @converts("Gemm", attrs=("alpha", "beta", "transA", "transB", "broadcast"))

@@ -2,42 +2,15 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Tuple
 
-import numpy as np
 
-from ..context import Context, buffer
-from ..graph import Node
+from ...importer.context import Context, buffer
+from ...importer.fusions import bn_scale_bias, inference_only
+from ...importer.graph import Node
 from . import converts
 from .tensor import int_list_arg
 
 BN_ATTRS = ("epsilon", "momentum", "spatial", "training_mode", "is_test")
-
-
-def bn_scale_bias(node: Node, const: Callable[[str], Optional[np.ndarray]]
-                  ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """The per-channel (scale, bias) of a BatchNormalization, None if a parameter is computed.
-
-    Computed in float64 like TNN's converter: scale = gamma / sqrt(var + eps),
-    bias = beta - mean * scale.
-    """
-    values = [const(name) for name in node.inputs[1:5]]
-    if any(v is None for v in values):
-        return None
-    gamma, beta, mean, var = (np.asarray(v, np.float64).reshape(-1) for v in values)
-    scale = gamma / np.sqrt(var + float(node.attr("epsilon", 1e-5)))
-    return scale.astype(np.float32), (beta - mean * scale).astype(np.float32)
-
-
-def inference_only(node: Node) -> Optional[str]:
-    """Why a BatchNormalization is not a fixed per-channel affine map, or None."""
-    if node.attr("training_mode", 0):
-        return "training_mode=1 is not supported"
-    if not node.attr("spatial", 1):
-        return "spatial=0 is not supported"
-    if any(node.outputs[1:]):
-        return "the running mean and variance outputs are not supported"
-    return None
 
 
 @converts("BatchNormalization", attrs=BN_ATTRS)

@@ -9,23 +9,14 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
-from ..context import Context
-from ..graph import Node
+from ...importer.builders import AVERAGE_POOL, MAX_POOL, emit_spatial_pad, pool_params
+from ...importer.context import Context
+from ...importer.graph import Node
+from ...importer.spatial import Axis, first_match, onnx_pads, onnx_pool_out, tnn_pool
 from ...layer_types import FLT_MAX
-from ..spatial import Axis, first_match, onnx_pads, onnx_pool_out, tnn_pool
 from . import converts
-from .tensor import emit_spatial_pad
 
 POOL_ATTRS = ("auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides")
-MAX, AVERAGE = 0, 1
-
-
-def _params(pool_type: int, kernel, strides, choice) -> dict:
-    pad_type, pad_h, pad_w, ceil_mode = choice
-    return dict(pool_type=pool_type, kernel_h=kernel[0], kernel_w=kernel[1],
-                stride_h=strides[0], stride_w=strides[1], pad_h=pad_h, pad_w=pad_w,
-                kernel_index_h=-1, kernel_index_w=-1, pad_type=pad_type, ceil_mode=ceil_mode,
-                is_adaptive=0, output_h=-1, output_w=-1)
 
 
 def _candidates(auto_pad: str, pads: Sequence[Tuple[int, int]], ceil_mode: int) -> List[tuple]:
@@ -53,7 +44,7 @@ def pool(ctx: Context, node: Node) -> None:
     strides = list(node.attr("strides", [1, 1]))
     if any(d != 1 for d in node.attr("dilations", [1, 1])):
         raise ctx.fail("dilated pooling is not supported")
-    pool_type = MAX if node.op_type == "MaxPool" else AVERAGE
+    pool_type = MAX_POOL if node.op_type == "MaxPool" else AVERAGE_POOL
     sizes, outs = ctx.shape(node.inputs[0])[2:], ctx.shape(node.outputs[0])[2:]
     auto_pad, ceil_mode = node.attr("auto_pad", "NOTSET"), int(node.attr("ceil_mode", 0))
     pads = onnx_pads(auto_pad, node.attr("pads", []), sizes, kernel, strides, outs)
@@ -61,7 +52,7 @@ def pool(ctx: Context, node: Node) -> None:
                                                size, k, s, (b, e) in zip(sizes, kernel, strides, pads)]:
         raise ctx.fail("ceil_mode=1 drops a last window on one axis only, which TNN cannot express")
     source = node.inputs[0]
-    if pool_type == AVERAGE and node.attr("count_include_pad", 0) and any(map(any, pads)):
+    if pool_type == AVERAGE_POOL and node.attr("count_include_pad", 0) and any(map(any, pads)):
         source = emit_spatial_pad(ctx, source, pads, 0.0)  # padding zeros count in the mean
         pads = [(0, 0), (0, 0)]
         sizes = ctx.shape(source)[2:]
@@ -71,7 +62,7 @@ def pool(ctx: Context, node: Node) -> None:
         kernel = [0, 0]
     else:
         choice = first_match(axes, _candidates(auto_pad, pads, ceil_mode), tnn_pool)
-    if choice is None and pool_type == MAX:  # pad with -FLT_MAX, pool unpadded
+    if choice is None and pool_type == MAX_POOL:  # pad with -FLT_MAX, pool unpadded
         source = emit_spatial_pad(ctx, source, pads, -FLT_MAX)
         axes = [Axis(size + b + e, k, s, 0, 0, out) for size, k, s, (b, e), out
                 in zip(sizes, kernel, strides, pads, outs)]
@@ -79,12 +70,12 @@ def pool(ctx: Context, node: Node) -> None:
     if choice is None:
         raise ctx.fail(f"pads {[list(p) for p in pads]} with ceil_mode {ceil_mode} give an "
                        "output TNN's Pooling cannot reproduce")
-    ctx.emit("Pooling", [source], node.outputs[:1], _params(pool_type, kernel, strides, choice))
+    ctx.emit("Pooling", [source], node.outputs[:1], pool_params(pool_type, kernel, strides, choice))
 
 
 @converts("GlobalAveragePool", "GlobalMaxPool")
 def global_pool(ctx: Context, node: Node) -> None:
     if ctx.rank(node.inputs[0]) != 4:
         raise ctx.fail("only 2-D global pooling (NCHW input) is supported")
-    pool_type = AVERAGE if node.op_type == "GlobalAveragePool" else MAX
-    ctx.emit("Pooling", node.inputs, node.outputs, _params(pool_type, [0, 0], [1, 1], (-1, 0, 0, 0)))
+    pool_type = AVERAGE_POOL if node.op_type == "GlobalAveragePool" else MAX_POOL
+    ctx.emit("Pooling", node.inputs, node.outputs, pool_params(pool_type, [0, 0], [1, 1], (-1, 0, 0, 0)))

@@ -5,12 +5,12 @@ bounds are clamped the way ONNX clamps them, because TNN's StridedSliceV2 does n
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ..context import Context
-from ..graph import TNN_DOMAIN, Node
+from ...importer.context import Context
+from ...importer.graph import TNN_DOMAIN, Node
 from . import converts
 
 INT_MIN = -(2 ** 31)
@@ -28,20 +28,6 @@ def int_list_arg(ctx: Context, node: Node, attr: str, index: int) -> Optional[Li
     if len(node.inputs) > index and node.inputs[index]:
         return _ints(ctx.need_const(node.inputs[index], f"'{attr}'"))
     return None
-
-
-def emit_spatial_pad(ctx: Context, source: str, pads: Sequence[Tuple[int, int]], value: float,
-                     padded: Optional[str] = None) -> str:
-    """Pad the H and W of an NCHW blob with `value` in a Pad layer; returns the padded value."""
-    (top, bottom), (left, right) = pads
-    n, c, h, w = ctx.shape(source)
-    if padded is None:
-        padded = ctx.new_value(f"{source}_pad", (n, c, h + top + bottom, w + left + right))
-    assert ctx.node is not None
-    ctx.emit("Pad", [source], [padded], dict(pad_t=top, pad_b=bottom, pad_l=left, pad_r=right,
-                                             mode=0, value=float(value)),
-             name=f"{ctx.node.label}_pad")
-    return padded
 
 
 @converts("Reshape", attrs=("allowzero",))

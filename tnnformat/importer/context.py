@@ -1,6 +1,6 @@
 """What an op converter sees: the graph's constants and shapes, and a way to emit TNN layers.
 
-Converters speak ONNX value names; the context maps them to TNN blob names (TNN forbids
+Converters speak the source's value names; the context maps them to TNN blob names (TNN forbids
 spaces, commas, colons and quotes in names), keeps layer names unique, and emits a Const
 layer the first time a layer reads a constant that no layer param or resource absorbs.
 """
@@ -10,12 +10,11 @@ import re
 from typing import Dict, List, Optional, Sequence, Set
 
 import numpy as np
-from onnx import TensorProto
 
 from ..layer_types import spec
-from ..net import DataType, Layer, RawBuffer, Resource
+from ..net import Layer, RawBuffer, Resource
 from ..params import default_params
-from .errors import ConversionError, node_error
+from .errors import ConversionError
 from .graph import Graph, Node, Shape
 
 _FORBIDDEN = re.compile(r'[\s,":]')
@@ -56,9 +55,8 @@ class Context:
     # ---- what converters read ------------------------------------------------------------
     def fail(self, message: str) -> ConversionError:
         """The error for the node being converted."""
-        node = self.node
-        assert node is not None
-        return node_error(node.label, node.op_type, self.graph.opset, message)
+        assert self.node is not None
+        return self.graph.fail(self.node, message)
 
     def const(self, name: str) -> Optional[np.ndarray]:
         return self.graph.const(name)
@@ -86,7 +84,7 @@ class Context:
 
     # ---- names ------------------------------------------------------------------------------
     def blob(self, name: str) -> str:
-        """The TNN blob of ONNX value `name`; a constant gets its Const layer here."""
+        """The TNN blob of source value `name`; a constant gets its Const layer here."""
         if name in self.graph.constants and name not in self._const_layers:
             self._const_layers.add(name)
             value = self.graph.constants[name]
@@ -105,13 +103,17 @@ class Context:
         self._taken_blobs.add(name)
         return name
 
+    def blob_names(self) -> Dict[str, str]:
+        """Source value name -> TNN blob name, for every value named so far."""
+        return dict(self._blobs)
+
     def reads(self, name: str) -> bool:
-        """Whether some emitted layer reads ONNX value `name`."""
+        """Whether some emitted layer reads source value `name`."""
         blob = self._blobs.get(name)
         return blob is not None and any(blob in layer.inputs for layer in self.layers)
 
     def new_value(self, hint: str, shape: Shape) -> str:
-        """A fresh ONNX-level name for an intermediate result a converter introduces."""
+        """A fresh source-level name for an intermediate result a converter introduces."""
         self._fresh += 1
         name = f"{hint}__{self._fresh}"
         self.graph.shapes[name] = tuple(shape)
@@ -144,22 +146,6 @@ class Context:
             self.resources[layer.name] = resource
         return layer
 
-    def input_types(self) -> Dict[str, DataType]:
-        return {self.blob(name): _data_type(elem, name) for name, elem in self.graph.input_types.items()}
-
 
 def _clean(name: str) -> str:
     return _FORBIDDEN.sub("_", name) or "blob"
-
-
-def _data_type(elem_type: int, name: str) -> DataType:
-    if elem_type in (TensorProto.FLOAT, TensorProto.DOUBLE):
-        return DataType.FLOAT
-    if elem_type == TensorProto.FLOAT16:
-        return DataType.HALF
-    if elem_type in (TensorProto.INT32, TensorProto.INT64):
-        return DataType.INT32
-    known = elem_type in TensorProto.DataType.values()  # a damaged file may hold any number
-    raise ConversionError(f"input '{name}' has ONNX element type "
-                          f"{TensorProto.DataType.Name(elem_type) if known else elem_type}, "
-                          "which TNN inputs cannot take")
