@@ -1,0 +1,48 @@
+"""`--best` on SqueezeNet 1.1 with the 100 calibration images: wall time per step and in all,
+against the issue's target of 60 s on this machine and the plain `-b 0` calibration.
+
+    python benchmarks/bench_best.py
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+TARGET_S = 60.0
+
+
+def main() -> None:
+    import tnnformat
+    from quantization_cmd import from_tnn_flags, quantize
+    from quantization_cmd.api import BEST, BEST_RANGE, default_passes
+    from quantization_cmd.config import apply_changes, QuantConfig
+    from quantization_cmd.events import Progress, TaskDone
+    from range_methods import MODEL, SHARED, images
+
+    net = tnnformat.load(MODEL / "squeezenet1.1.tnnproto", MODEL / "squeezenet1.1.tnnmodel")
+    calib, _ = images(SHARED / "data" / "imagenet-calib-100", 100)
+    base = from_tnn_flags(0, 0, 0)
+    best = QuantConfig(apply_changes(base.activations, {"method": BEST_RANGE}, "--best"), base.weights)
+    for label, config, flags in (("-b 0", base, {}), ("--best", best, BEST)):
+        starts, steps = {}, []
+
+        def on_event(event):
+            if isinstance(event, Progress) and event.task not in starts:
+                starts[event.task] = time.perf_counter()
+            elif isinstance(event, TaskDone) and event.task in starts:
+                steps.append((event.task, time.perf_counter() - starts[event.task]))
+
+        started = time.perf_counter()
+        quantize(net, {"data_0": calib}, config, passes=default_passes(**flags), on_event=on_event)
+        total = time.perf_counter() - started
+        print(f"{label}: {total:.1f} s ({total / TARGET_S:.2f}x the {TARGET_S:.0f} s target)")
+        for task, seconds in steps:
+            print(f"  {task}: {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
