@@ -24,6 +24,7 @@ from tnnformat.params import default_params
 
 from conftest import REPO, shared_path
 from test_quant_tnn_runtime import images, quantize_cli, tnn_outputs
+from tnn_runtime import run_tnn
 
 
 def conv(name, src, dst, cin, cout, k=1, relu=False):
@@ -161,3 +162,30 @@ def test_best_squeezenet_runs_in_tnns_runtime_as_in_ours(tmp_path):
     theirs = tnn_outputs(tmp_path / "q.tnnproto", x)
     assert np.array_equal(ours.argmax(1), theirs.argmax(1))
     assert np.abs(ours - theirs).max() <= 1e-3
+
+
+def test_asymmetric_ranges_stay_symmetric_around_a_standalone_int8_relu(tmp_path):
+    """conv, conv -> Add -> ReLU -> conv with ASY_MIN_MAX blobs: the ReLU after the Add is an
+    int8 layer of its own, which clamps codes at 0 whatever the zero point; its blobs get MIN_MAX
+    (zero point 0) and the int8 model follows float, where a zero point there would not."""
+    rng = np.random.default_rng(5)
+    layers = [conv("a", "x", "p", 4, 6, k=3), conv("b", "x", "q", 4, 6, k=3),  # 3x3: TNN fuses no Add into them
+              Layer("Add", "add", ["p", "q"], ["s"], default_params(spec("Add").params)),
+              Layer("ReLU", "relu", ["s"], ["r"], default_params(spec("ReLU").params)),
+              conv("c", "r", "z", 6, 3)]
+    resources = {name: {"filter": RawBuffer.from_array(rng.normal(0, 0.3, (cout, cin, k, k)).astype(np.float32)),
+                        "bias": RawBuffer.from_array(rng.normal(0, 0.1, cout).astype(np.float32))}
+                 for name, cin, cout, k in (("a", 4, 6, 3), ("b", 4, 6, 3), ("c", 6, 3, 1))}
+    net = Net(inputs={"x": (1, 4, 8, 8)}, outputs=["z"], layers=layers, resources=resources)
+    x = rng.normal(0, 1, (16, 4, 8, 8)).astype(np.float32)
+    result = quantize(net, {"x": x}, QuantConfig(BlobConfig("ASY_MIN_MAX")))
+    assert {l.name for l in result.net.layers if l.quantized} >= {"relu", "add", "c"}
+    assert result.plan.blobs[result.plan.scale_source["r"]].method == "MIN_MAX"
+    assert not np.any(result.scales[result.plan.scale_source["r"]].zero_point)
+    assert np.any(result.scales[result.plan.scale_source["p"]].zero_point)  # elsewhere asymmetric
+    a = Interpreter(net).forward({"x": x})["z"].ravel()
+    b = Interpreter(result.net).forward({"x": x})["z"].ravel()
+    assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) > 0.999
+    result.save(str(tmp_path / "q"))  # and TNN's runtime computes the same
+    theirs = next(iter(run_tnn(tmp_path / "q.tnnproto", {"x": x[:1]}).values())).ravel()
+    np.testing.assert_allclose(theirs, b[:theirs.size], atol=1e-5)
