@@ -18,15 +18,14 @@ TARGET_S = 60.0
 def main() -> None:
     import tnnformat
     from quantization_cmd import from_tnn_flags, quantize
-    from quantization_cmd.api import BEST, BEST_RANGE, default_passes
-    from quantization_cmd.config import apply_changes, QuantConfig
+    from quantization_cmd.api import BEST, BEST_FLAGS, default_passes
     from quantization_cmd.events import Progress, TaskDone
     from range_methods import MODEL, SHARED, images
 
     net = tnnformat.load(MODEL / "squeezenet1.1.tnnproto", MODEL / "squeezenet1.1.tnnmodel")
     calib, _ = images(SHARED / "data" / "imagenet-calib-100", 100)
     base = from_tnn_flags(0, 0, 0)
-    best = QuantConfig(apply_changes(base.activations, {"method": BEST_RANGE}, "--best"), base.weights)
+    best = from_tnn_flags(**BEST_FLAGS)
     for label, config, flags in (("-b 0", base, {}), ("--best", best, BEST)):
         starts, steps = {}, []
 

@@ -31,8 +31,10 @@ def variants():
         ("MSE", QuantConfig(BlobConfig("MSE")), {}),
         ("MSE + bias correction", QuantConfig(BlobConfig("MSE")), {"bias_correction": True}),
         ("TNN -b 0 + AdaRound + bias correction", from_tnn_flags(0, 0, 0), {"rounding": True, "bias_correction": True}),
-        ("--best", from_tnn_flags(3, 0, 0), BEST),
-        ("per tensor --best", QuantConfig(BlobConfig("ASY_MIN_MAX", "tensor"), LayerConfig("MIN_MAX", "tensor")), BEST),
+        ("-b 3 + equalization + AdaRound + bias correction", from_tnn_flags(3, 0, 0), dict(equalization=True, **BEST)),
+        ("-b 3 -t 2 + equalization + AdaRound + bias correction", from_tnn_flags(3, 0, 2),
+         dict(equalization=True, **BEST)),
+        ("--best (-b 3 -t 1 + AdaRound + bias correction)", from_tnn_flags(3, 0, 1), BEST),
     ]
 
 

@@ -190,8 +190,8 @@ NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
 @click.option("--adaround", "rounding", is_flag=True,
               help="Rounding optimisation (AdaRound): learn each weight's rounding from the layer's inputs.")
 @click.option("--best", is_flag=True,
-              help="The most accurate preset: ASY_MIN_MAX blobs (unless -b or --range says otherwise), "
-                   "--equalize, --adaround and --bias_correction.")
+              help="The most accurate preset: -b 3 -t 1 (unless -b, -t or --range say otherwise), "
+                   "--adaround and --bias_correction.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="JSON config: defaults and per-layer/blob overrides (see the README).")
 @click.option("--float_layers", help="Comma-separated layer names, globs or layer types to keep float.")
@@ -218,7 +218,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     in TNN's runtime. Then, unlike TNN's tool, it runs the int8 model beside the float one
     and prints how far each quantized blob drifts, worst first.
     """
-    from .api import BEST, BEST_RANGE, default_passes, prepare, quantize
+    from .api import BEST, BEST_FLAGS, default_passes, prepare, quantize
     from .report import format_table, write_html
     from .table import dump_table as write_table, table_header, write_encodings
 
@@ -243,9 +243,12 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
                        ("--best", best)):
         if used and not input_path:
             raise click.UsageError(f"{flag} measures on the calibration inputs: it needs -i")
-    if best and range_method is None and \
-            click.get_current_context().get_parameter_source("blob_method") == ParameterSource.DEFAULT:
-        range_method = BEST_RANGE
+    if best:  # its flags, where the user gave none
+        source = click.get_current_context().get_parameter_source
+        if range_method is None and source("blob_method") == ParameterSource.DEFAULT:
+            blob_method = BEST_FLAGS["blob_method"]
+        if source("merge_type") == ParameterSource.DEFAULT:
+            merge_type = BEST_FLAGS["merge_type"]
     if load_table is not None and (tuning or best):
         raise click.UsageError(f"{'--best' if best else '--tune'} chooses the scales: it cannot start from --load_table")
     net = tnnformat.load(proto, model)

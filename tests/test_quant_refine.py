@@ -137,8 +137,9 @@ def test_best_on_the_demo_names_its_steps(tmp_path):
                                        "-i", str(data / "calibration"), "--best", "--skip_fidelity",
                                        "-o", str(tmp_path / "q")])
     assert result.exit_code == 0, result.output
-    assert "ASY_MIN_MAX blobs" in result.output
-    assert "cross-layer equalization, rounding optimisation, bias correction" in result.output
+    assert "ASY_MIN_MAX blobs" in result.output and "mix: weights per channel, blobs per tensor" in result.output
+    assert "cross-layer equalization" not in result.output
+    assert "rounding optimisation, bias correction" in result.output
     assert (tmp_path / "q.tnnmodel").exists()
 
 
