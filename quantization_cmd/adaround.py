@@ -27,6 +27,7 @@ from tnnformat import Layer, RawBuffer
 from .config import qmax
 from .events import Notice, Progress, TaskDone
 from .pipeline import QUANTIZE, Pass, QuantState
+from .quantize import column_input_scale
 from .statistics import StatKey, Statistic
 
 INPUT_MOMENT = "input_moment"
@@ -163,14 +164,9 @@ class RoundingOptimisation(Pass):
         zero = np.broadcast_to(int8["zero_point"].numpy().reshape(-1), (out,)).astype(np.float64)[:, None]
         scale = np.broadcast_to(int8["scale"].numpy(np.float32).reshape(-1), (out,)).astype(np.float64)[:, None]
         weights = state.float_net.resources[layer.name][field].numpy(np.float32).reshape(out, row).astype(np.float64)
-        s_in = state.scales[state.plan.scale_source[layer.inputs[0]]].scale.astype(np.float64).reshape(-1)
+        s_in = state.scales[state.plan.scale_source[layer.inputs[0]]].scale
         per_group = out // groups
-        if layer.type == "InnerProduct":
-            column_scale = np.full((1, row), s_in.max())
-        else:
-            kernel = layer.params["kernel_h"] * layer.params["kernel_w"]
-            channels = np.broadcast_to(s_in, (groups * (row // kernel),)).reshape(groups, row // kernel, 1)
-            column_scale = np.broadcast_to(channels, (groups, row // kernel, kernel)).reshape(groups, row)
+        column_scale = column_input_scale(layer, s_in, out, row).reshape(groups, per_group, row)[:, 0]
         target = weights.reshape(groups, per_group, row) * column_scale[:, None, :] \
             / np.where(scale > 0, scale, 1).reshape(groups, per_group, 1) + zero.reshape(groups, per_group, 1)
         # the moment of the inputs in code units: x / s_in per column

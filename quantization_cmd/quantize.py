@@ -141,6 +141,20 @@ def quantize_layer(layer: Layer, resource: Resource, input_scale: np.ndarray, co
     return make(layer, resource, input_scale, config, emit)
 
 
+def column_input_scale(layer: Layer, input_scale: np.ndarray, out: int, row: int) -> np.ndarray:
+    """(out, row): the input scale that each weight of a filter row stands in front of in TNN's
+    int8 layout (the weights, or for depthwise convolutions the weight scale, carry it); one
+    value, the largest, for an InnerProduct."""
+    s = input_scale.astype(np.float64).reshape(-1)
+    if layer.type == "InnerProduct":
+        return np.full((out, row), s.max())
+    group = max(layer.params["group"], 1)
+    kernel = layer.params["kernel_h"] * layer.params["kernel_w"]
+    in_per_group = row // kernel
+    channel = np.broadcast_to(s, (group * in_per_group,)).reshape(group, 1, in_per_group, 1)
+    return np.broadcast_to(channel, (group, out // group, in_per_group, kernel)).reshape(out, row)
+
+
 def dequantized(layer: Layer, int8: Resource, input_scale: np.ndarray) -> Resource:
     """The float weights and bias that an int8 resource (`quantize_layer`'s) stands for: what
     the layer computes on float inputs, up to the rounding of its output. The weight scale
@@ -151,18 +165,7 @@ def dequantized(layer: Layer, int8: Resource, input_scale: np.ndarray) -> Resour
     scale = np.broadcast_to(int8["scale"].numpy(np.float32).reshape(-1), (out,)).astype(np.float64)
     zero = np.broadcast_to(int8["zero_point"].numpy().reshape(-1), (out,)).astype(np.float64)
     codes = int8[weight].numpy().reshape(out, -1).astype(np.float64) - zero[:, None]
-    s = input_scale.astype(np.float64).reshape(-1)
-    if layer.type == "InnerProduct":
-        per_input = np.full(1, s.max())
-    else:
-        group = max(layer.params["group"], 1)
-        in_per_group = codes.shape[1] // (layer.params["kernel_h"] * layer.params["kernel_w"])
-        if in_per_group == 1 and out == group:  # depthwise: the input scale sits in the weight scale
-            per_input = np.broadcast_to(s, (out,))[:, None]
-        else:
-            channel = np.broadcast_to(s, (group * in_per_group,)).reshape(group, 1, in_per_group, 1)
-            per_input = np.broadcast_to(channel, (group, out // group, in_per_group, codes.shape[1] // in_per_group))
-            per_input = per_input.reshape(out, -1)
+    per_input = column_input_scale(layer, input_scale, out, codes.shape[1])
     weights = codes * scale[:, None] / np.where(per_input > 0, per_input, 1)
     result = {weight: RawBuffer.from_array(weights.astype(np.float32).reshape(-1), dims=())}
     if "bias" in int8:
