@@ -59,6 +59,38 @@ def blob_scale(net: Net, layer: Layer, blob: str) -> BlobScale:
     return scale
 
 
+#: Integers up to this size are exact in float32, and so is every partial sum below it.
+FLOAT32_EXACT = 2 ** 24
+
+
+def accumulator_dtype(centered: np.ndarray, x: BlobScale, bias: Optional[np.ndarray]) -> type:
+    """The float dtype in which sums of (x - zp_x) * centered weights, and then the bias, are
+    exact integers: float32 (BLAS's fast path) when no partial sum of any output row can reach
+    2**24, else float64 (exact for any int8 layer). `centered` is (outputs, inputs) integer
+    weights; an int8 input minus its zero point lies within [-128 - zp, 127 - zp]."""
+    zero = np.asarray(x.zero_point, np.float64).reshape(-1)
+    largest_input = float(np.max(np.maximum(127 - zero, zero + 128)))
+    largest_row = float(np.abs(centered).sum(axis=1).max(initial=0.0))
+    largest_bias = float(np.abs(bias.astype(np.float64)).max(initial=0.0)) if bias is not None else 0.0
+    return np.float32 if largest_row * largest_input + largest_bias < FLOAT32_EXACT else np.float64
+
+
+def requantized(acc: np.ndarray, bias: Optional[np.ndarray], multiplier: np.ndarray) -> np.ndarray:
+    """float(int32(acc + bias)) * multiplier, TNN's requantization, for exact integer sums `acc`
+    held in accumulator_dtype (bias and multiplier shaped to broadcast against it). In float32
+    every sum is below 2**24, so adding in place is exact and gives TNN's floats; from float64
+    the sum goes through int64 and wraps to int32 as TNN's int32 sum does."""
+    if acc.dtype == np.float32:
+        if bias is not None:
+            acc += bias.astype(np.float32)
+        acc *= multiplier
+        return acc
+    total = acc.astype(np.int64)
+    if bias is not None:
+        total += bias
+    return total.astype(np.int32).astype(np.float32) * multiplier
+
+
 def channel_values(values: np.ndarray, channels: int) -> np.ndarray:
     """One value per channel: a per-tensor value repeated, per-channel values as they are."""
     return np.broadcast_to(values, (channels,)) if values.size == 1 else values

@@ -16,7 +16,6 @@ quantized or an int8 kernel produces it.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
@@ -27,7 +26,7 @@ from .errors import KernelError
 from .int8 import Int8Blob, blob_scale, limit_bits, quantize
 from .registry import kernel_for
 from .shapes import batch_mismatch, infer_shapes
-from .threads import WORKERS, parallel_batches_possible, single_threaded_blas
+from .threads import map_batch_parts, parallel_batches_possible
 from .tnn_optimizer import runtime_graph
 
 Hook = Callable[[Optional[Layer], str, np.ndarray], None]
@@ -116,8 +115,8 @@ class Interpreter:
         batch = min(v.shape[0] for v in blobs.values()) if blobs else 0
         with np.errstate(all="ignore"):
             if hook is None and batch >= 2 and parallel_batches_possible() and \
-                    all(v.shape[0] == batch for v in blobs.values()) and self._batch_independent():
-                results = self._forward_split(dict(blobs), batch, keep)
+                    all(v.shape[0] == batch for v in blobs.values()) and self.batch_independent():
+                results = self._forward_split(dict(blobs), keep)
             else:
                 results = self._forward(dict(blobs), hook, keep, each=hook is not None)
             if self.check_finite and hook is None and not all(np.isfinite(v).all() for v in results.values()):
@@ -126,7 +125,7 @@ class Interpreter:
                 raise KernelError(f"blob '{bad}' holds NaN or infinite values")
         return results
 
-    def _batch_independent(self) -> bool:
+    def batch_independent(self) -> bool:
         """True when images can run apart: every blob's first dim is the batch (its shapes at
         batch 1 and 2 differ exactly there) and no layer mixes samples (a softmax, slice,
         concatenation or reduction along the batch axis). Computed once."""
@@ -140,12 +139,9 @@ class Interpreter:
                 self._independent = False
         return self._independent
 
-    def _forward_split(self, blobs: Dict[str, np.ndarray], batch: int, keep: Iterable[str]) -> Dict[str, np.ndarray]:
+    def _forward_split(self, blobs: Dict[str, np.ndarray], keep: Iterable[str]) -> Dict[str, np.ndarray]:
         keep = list(keep)
-        bounds = np.linspace(0, batch, min(WORKERS, batch) + 1).astype(int)
-        parts = [{k: v[a:b] for k, v in blobs.items()} for a, b in zip(bounds[:-1], bounds[1:])]
-        with single_threaded_blas(), ThreadPoolExecutor(len(parts)) as pool:
-            results = list(pool.map(lambda part: self._forward(part, None, keep, each=False), parts))
+        results = map_batch_parts(lambda part: self._forward(part, None, keep, each=False), blobs)
         return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
 
     def _forward(self, blobs: Dict[str, Value], hook: Optional[Hook], keep: Iterable[str],

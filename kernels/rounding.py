@@ -18,6 +18,9 @@ def float2int8(value: np.ndarray) -> np.ndarray:
     maps it to 1, and so must we to compute what TNN computes. NaN becomes 0.
     """
     v = np.asarray(value, dtype=np.float32)
-    shifted = np.where(v >= 0, v + np.float32(0.5), v - np.float32(0.5))
-    clamped = np.clip(np.nan_to_num(shifted, nan=0.0), -128, 127)
-    return clamped.astype(np.int8)
+    shifted = np.copysign(np.float32(0.5), v)  # -0.0 - 0.5 truncates to 0 as +0.0 + 0.5 does
+    shifted += v
+    shifted = np.clip(shifted, -128, 127, out=shifted if shifted.ndim else None)
+    if np.isnan(shifted.sum()):  # the clipped sum is finite unless a value is NaN
+        shifted = np.where(np.isnan(shifted), np.float32(0), shifted)
+    return shifted.astype(np.int8)

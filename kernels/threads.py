@@ -12,7 +12,10 @@ import contextlib
 import ctypes
 import os
 import threading
-from typing import Callable, Iterator, Optional, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+
+import numpy as np
 
 SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
            "openblas_set_num_threads")
@@ -57,3 +60,24 @@ def single_threaded_blas() -> Iterator[None]:
             yield
         finally:
             setter(before)
+
+
+Result = TypeVar("Result")
+
+
+def split_batch(batch: Dict[str, np.ndarray], parts: int) -> List[Dict[str, np.ndarray]]:
+    """The batch cut along the samples into up to `parts` contiguous pieces, in order."""
+    size = min(v.shape[0] for v in batch.values()) if batch else 0
+    bounds = np.linspace(0, size, max(min(parts, size), 1) + 1).astype(int)
+    return [{k: v[a:b] for k, v in batch.items()} for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def map_batch_parts(work: Callable[[Dict[str, np.ndarray]], Result], batch: Dict[str, np.ndarray]) -> List[Result]:
+    """`work` on pieces of the batch, one thread per core with single-threaded BLAS, results in
+    sample order; in this thread on the whole batch where splitting is not possible. `work`
+    must treat samples independently."""
+    parts = split_batch(batch, WORKERS) if _OPENBLAS is not None else [batch]
+    if len(parts) < 2:
+        return [work(batch)]
+    with single_threaded_blas(), ThreadPoolExecutor(len(parts)) as pool:
+        return list(pool.map(work, parts))

@@ -14,10 +14,14 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from kernels import Interpreter
+from kernels.threads import map_batch_parts
 from tnnformat import Net
 
 from .events import Listener, Progress, TaskDone, ignore
 from .output_measures import ClassAgreement, OutputMeasure, measure_for
+
+
+CHUNK = 1 << 13  # values per step of BlobError.add: its float64 chunks stay in the L2 cache
 
 
 @dataclass
@@ -34,15 +38,30 @@ class BlobError:
     nonfinite: int = 0  # int8 values that were NaN or infinite
 
     def add(self, f: np.ndarray, q: np.ndarray) -> None:
-        f64, q64 = f.astype(np.float64).ravel(), q.astype(np.float64).ravel()
+        """Adds the sums in float64, a cache-sized chunk at a time (converting whole blobs to
+        float64 first would cost more than the int8 run that produced them)."""
+        f, q = f.reshape(-1), q.reshape(-1)
         with np.errstate(all="ignore"):
-            diff = f64 - q64
-            self.fq += float(f64 @ q64)
-            self.ff += float(f64 @ f64)
-            self.qq += float(q64 @ q64)
-            self.ee += float(diff @ diff)
-        self.nonfinite += int(np.count_nonzero(~np.isfinite(q64)))
-        self.max_abs = math.nan if self.nonfinite else max(self.max_abs, float(np.abs(diff).max(initial=0.0)))
+            for start in range(0, f.size, CHUNK):
+                f64, q64 = f[start:start + CHUNK].astype(np.float64), q[start:start + CHUNK].astype(np.float64)
+                diff = f64 - q64
+                self.fq += float(f64 @ q64)
+                self.ff += float(f64 @ f64)
+                self.qq += float(q64 @ q64)
+                self.ee += float(diff @ diff)
+                if not math.isfinite(self.ee + self.qq):
+                    self.nonfinite += int(np.count_nonzero(~np.isfinite(q64)))
+                if not self.nonfinite:
+                    self.max_abs = max(self.max_abs, float(diff.max()), -float(diff.min()))
+        if self.nonfinite:
+            self.max_abs = math.nan
+
+    def merge(self, other: "BlobError") -> None:
+        """Adds another part's sums (the same blob over other samples)."""
+        self.fq, self.ff, self.qq, self.ee = (self.fq + other.fq, self.ff + other.ff, self.qq + other.qq,
+                                              self.ee + other.ee)
+        self.nonfinite += other.nonfinite
+        self.max_abs = math.nan if self.nonfinite else max(self.max_abs, other.max_abs)
 
     @property
     def cosine(self) -> float:
@@ -105,19 +124,31 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
     task = "comparing int8 with float"
     total = getattr(batches, "batches", None)
     emit(Progress(task, 0, total))
-    for done, batch in enumerate(batches, 1):
+    split = float_run.batch_independent() and int8_run.batch_independent()
+
+    def compare_part(part: Dict[str, np.ndarray]):
+        """Both runs on some samples: the blob errors over them and both models' outputs."""
+        part_errors = {b: BlobError(b, e.layer) for b, e in errors.items()}
         reference: Dict[str, np.ndarray] = {}
 
         def keep(layer, blob: str, value: np.ndarray) -> None:
-            if blob in errors:
+            if blob in part_errors:
                 reference[blob] = value
 
         def compare(layer, blob: str, value: np.ndarray) -> None:
-            if blob in errors:
-                errors[blob].add(reference.pop(blob), value)
+            if blob in part_errors:
+                part_errors[blob].add(reference.pop(blob), value)
 
-        expected = float_run.forward(batch, hook=keep)
-        got = int8_run.forward(batch, hook=compare)
+        expected = float_run.forward(part, hook=keep)
+        return part_errors, expected, int8_run.forward(part, hook=compare)
+
+    for done, batch in enumerate(batches, 1):
+        parts = map_batch_parts(compare_part, batch) if split else [compare_part(batch)]
+        for part_errors, _, _ in parts:
+            for blob, err in part_errors.items():
+                errors[blob].merge(err)
+        expected = {name: np.concatenate([p[1][name] for p in parts]) for name in outputs}
+        got = {name: np.concatenate([p[2][name] for p in parts]) for name in outputs}
         if done == 1:
             result.measures = {name: m for name in outputs if (m := measure_for(expected[name])) is not None}
         for name, err in outputs.items():

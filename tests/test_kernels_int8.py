@@ -7,7 +7,8 @@ from PIL import Image
 
 import tnnformat
 from kernels import Interpreter, KernelError
-from kernels.int8 import Int8Blob, quantize
+from kernels.int8 import Int8Blob, accumulator_dtype, quantize, requantized
+from kernels.ops.conv import arrange_filter, convolve
 from kernels.rounding import float2int8
 from tnnformat import BLOB_SCALE_SUFFIX, BlobScale, Layer, Net, RawBuffer
 from tnnformat.layer_types import spec
@@ -245,3 +246,31 @@ def test_conv_add_fusion_adds_before_rounding_as_tnn_does():
     np.testing.assert_allclose(r[0, :, 0, 0], [0.6, 1.2], rtol=1e-6)
     # elsewhere: acc = bias: 7 * 0.5 - 2 = 1.5 -> 2 -> 0.4; -4 * 1 - 2 = -6 -> ReLU 0
     np.testing.assert_allclose(r[0, :, 1, 1], [0.4, 0.0], atol=1e-7)
+
+
+@pytest.mark.parametrize("channels, expected_dtype", [(8, np.float32), (256, np.float64)])
+def test_int8_convolution_sums_are_exact_in_float32_and_beyond(channels, expected_dtype):
+    """Sums that stay below 2**24 run in float32 BLAS, larger ones in float64; both give, before
+    rounding, the very floats TNN's int32 sum gives. With 256 channels, half the weights at 127
+    and half at -128, partial sums pass 2**24 and then cancel: float32 would lose them."""
+    rng = np.random.default_rng(1)
+    weights = np.concatenate([np.full((4, channels // 2, 3, 3), 127, np.int8),
+                              rng.choice(np.array([-128, 127], np.int8), (4, channels // 2, 3, 3))], axis=1)
+    if channels == 256:
+        weights[:, channels // 2:] = -128
+    bias = rng.integers(-2 ** 20, 2 ** 20, 4).astype(np.int32)
+    layer = conv_net([1.0], 3, [1.0], 0, weights, [1.0] * 4, [4] * 4, bias, pad=1).layers[0]
+    x_scale = BlobScale(np.array([1.0], np.float32), np.array([3], np.int8))
+    centered = weights.reshape(4, -1).astype(np.float64) - 4
+    dtype = accumulator_dtype(centered, x_scale, bias)
+    assert dtype is expected_dtype
+    codes = np.full((2, channels, 3, 3), 126, np.int8)
+    codes[0] = rng.choice(np.array([-128, 127, -61], np.int8), (channels, 3, 3))
+    multiplier = rng.uniform(1e-4, 1e-3, 4).astype(np.float32).reshape(1, -1, 1, 1)
+    got = requantized(convolve(codes.astype(dtype) - dtype(3), arrange_filter(centered.astype(dtype), layer), layer),
+                      bias.reshape(1, -1, 1, 1), multiplier)
+    padded = np.pad(codes.astype(np.int64) - 3, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    acc = sum(np.einsum("oc,nchw->nohw", weights[:, :, i, j].astype(np.int64) - 4, padded[:, :, i:i + 3, j:j + 3])
+              for i in range(3) for j in range(3))
+    expected = (acc + bias.reshape(1, -1, 1, 1)).astype(np.int32).astype(np.float32) * multiplier
+    assert got.dtype == np.float32 and np.array_equal(got, expected)

@@ -134,4 +134,4 @@ def test_layers_that_mix_samples_are_not_split_across_threads():
     relu = np.maximum(x, 0)
     np.testing.assert_allclose(got, np.exp(relu) / np.exp(relu).sum(0), rtol=1e-6)
     per_sample = Interpreter(random_model("squeezenet_v1.1"))
-    assert per_sample._batch_independent() and not Interpreter(tiny(layers))._batch_independent()
+    assert per_sample.batch_independent() and not Interpreter(tiny(layers)).batch_independent()

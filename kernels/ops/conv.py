@@ -3,7 +3,8 @@
 Convolutions are one BLAS matrix product per group over im2col columns (1x1 stride-1
 convolutions skip im2col); depthwise convolutions are a multiply-add per kernel offset over
 whole tensors. Deconvolution is a matrix product followed by col2im, one add per offset.
-A quantized convolution runs the same convolution on exact integers held in float64.
+A quantized convolution runs the same convolution on exact integers: in float32 where no sum
+can reach 2**24 (most layers; BLAS's fast path), else in float64.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tnnformat import BlobScale, Layer, Resource
 
 from ..errors import KernelError
-from ..int8 import channel_values, requant_multiplier
+from ..int8 import accumulator_dtype, channel_values, requant_multiplier, requantized
 from ..registry import Kernel, float_buffer, register
 from ..rounding import float2int8
 from ..tnn_optimizer import CONV_ACTIVATION_ADD, CONV_ADD_ACTIVATION, RELU, RELU6, SIGMOID_MUL
@@ -98,7 +99,7 @@ def arrange_filter(weights: np.ndarray, layer: Layer) -> ConvWeights:
 
 def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer) -> np.ndarray:
     """The convolution of NCHW `x` (already offset so that padding is 0) by `weights`,
-    computed in x's dtype: float32 for float models, float64 (exact integers) for int8."""
+    computed in x's dtype: float32 for float models, float32 or float64 (exact integers) for int8."""
     p = layer.params
     n, c, h, w = x.shape
     group, in_per_group = p["group"], weights.in_per_group
@@ -155,21 +156,24 @@ def conv_shape(layer: Layer, input_shape) -> tuple:
 
 def _finish_int8(val: np.ndarray, layer: Layer, out: BlobScale, added: Optional[np.ndarray]) -> np.ndarray:
     """The fused Add (before or after the activation), the fused activation and the final
-    rounding of an int8 convolution, in TNN's order."""
+    rounding of an int8 convolution, in TNN's order; `val` is the kernel's own and is changed."""
     channels, kind, fusion = val.shape[1], layer.params["activation_type"], layer.params.get("fusion_type", 0)
     shape = (1, -1, 1, 1)
     if fusion == CONV_ADD_ACTIVATION:
-        val = val + added
+        val += added
     if kind == RELU:
-        val = np.maximum(val, np.float32(0))
+        np.maximum(val, np.float32(0), out=val)
     elif kind == RELU6:  # clipped at the int8 code of 6; TNN adds no zero point and no later Add
         top = float2int8(np.float32(6.0) / channel_values(out.scale, channels)).reshape(shape)
         return np.maximum(np.minimum(float2int8(val), top), 0).astype(np.int8)
     elif kind != 0:
         raise KernelError(f"layer '{layer.name}': activation_type {kind} is not supported in int8")
     if fusion == CONV_ACTIVATION_ADD:
-        val = val + added
-    return float2int8(val + channel_values(out.zero_point, channels).astype(np.float32).reshape(shape))
+        val += added
+    zero = channel_values(out.zero_point, channels)
+    if zero.any():
+        val += zero.astype(np.float32).reshape(shape)
+    return float2int8(val)
 
 
 @register("Convolution")
@@ -198,20 +202,22 @@ class Convolution(Kernel):
         out = p["output_channel"]
         zero_w = channel_values(resource["zero_point"].numpy().reshape(-1).astype(np.float64), out)
         centered = filt.reshape(out, -1) - zero_w[:, None]
-        bias = resource["bias"].numpy().reshape(-1).astype(np.int64) if p["bias"] and "bias" in resource else None
+        bias = resource["bias"].numpy().reshape(-1).astype(np.int32) if p["bias"] and "bias" in resource else None
+        dtype = accumulator_dtype(centered, inputs[0], bias)
         multiplier = requant_multiplier(resource["scale"].numpy(np.float32).reshape(-1), outputs[0], out)
         add_scale = requant_multiplier(inputs[1].scale, outputs[0], out) if len(inputs) > 1 else None
-        return arrange_filter(centered, layer), bias, multiplier, add_scale
+        per_channel = (1, -1, 1, 1)
+        return (arrange_filter(centered.astype(dtype), layer), None if bias is None else bias.reshape(per_channel),
+                multiplier.reshape(per_channel), add_scale, dtype)
 
     def run_int8(self, layer, state, inputs, outputs):
-        weights, bias, multiplier, add_scale = state
+        weights, bias, multiplier, add_scale, dtype = state
         x = inputs[0]
         _, zero = x.scale.per_channel(x.values.ndim)
-        acc = convolve(x.values.astype(np.float64) - zero.astype(np.float64), weights, layer)
-        acc = np.rint(acc).astype(np.int64)
-        if bias is not None:
-            acc += bias[None, :, None, None]
-        val = acc.astype(np.int32).astype(np.float32) * multiplier[None, :, None, None]
+        shifted = x.values.astype(dtype)
+        if zero.any():
+            shifted -= zero.astype(dtype)
+        val = requantized(convolve(shifted, weights, layer), bias, multiplier)
         added = None
         if add_scale is not None:  # TNN's conv+add fusion: the Add's other operand, rescaled
             other, s = inputs[1], add_scale[None, :, None, None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import KernelError
-from ..int8 import channel_values, requant_multiplier
+from ..int8 import accumulator_dtype, channel_values, requant_multiplier, requantized
 from ..registry import Kernel, float_buffer, register
 from ..rounding import float2int8
 
@@ -47,20 +47,19 @@ class InnerProduct(Kernel):
         out = layer.params["num_output"]
         weight = resource["weight"].numpy().reshape(out, -1).astype(np.float64)
         zero_w = channel_values(resource["zero_point"].numpy().reshape(-1).astype(np.float64), out)
-        bias = resource["bias"].numpy().reshape(-1).astype(np.int64) if layer.params["has_bias"] else None
+        bias = resource["bias"].numpy().reshape(-1).astype(np.int32) if layer.params["has_bias"] else None
         multiplier = requant_multiplier(resource["scale"].numpy(np.float32).reshape(-1), outputs[0], out)
-        return np.ascontiguousarray((weight - zero_w[:, None]).T), bias, multiplier
+        centered = weight - zero_w[:, None]
+        return np.ascontiguousarray(centered.T.astype(accumulator_dtype(centered, inputs[0], bias))), bias, multiplier
 
     def run_int8(self, layer, state, inputs, outputs):
         weight_t, bias, multiplier = state
         x = inputs[0]
         _, zero = x.scale.per_channel(x.values.ndim)
-        rows = (x.values.astype(np.float64) - zero).reshape(x.values.shape[0], -1)
-        acc = np.rint(rows @ weight_t).astype(np.int64)
-        if bias is not None:
-            acc += bias
-        zero_out = channel_values(outputs[0].zero_point, acc.shape[1]).astype(np.float32)
-        return [float2int8(acc.astype(np.int32).astype(np.float32) * multiplier + zero_out)]
+        rows = (x.values.astype(weight_t.dtype) - zero.astype(weight_t.dtype)).reshape(x.values.shape[0], -1)
+        val = requantized(rows @ weight_t, bias, multiplier)
+        zero_out = channel_values(outputs[0].zero_point, val.shape[1]).astype(np.float32)
+        return [float2int8(val + zero_out)]
 
 
 @register("MatMul")
