@@ -29,7 +29,11 @@ class Int8Blob:
 
     def dequantize(self) -> np.ndarray:
         scale, zero = self.scale.per_channel(self.values.ndim)
-        return (scale * (self.values.astype(np.float32) - zero.astype(np.float32))).astype(np.float32)
+        values = self.values.astype(np.float32)
+        if zero.any():
+            values -= zero.astype(np.float32)
+        values *= scale.astype(np.float32)
+        return values
 
 
 def limit_bits(values: np.ndarray, bits: Optional[int]) -> np.ndarray:

@@ -25,7 +25,7 @@ from .config import (MAX_BITS, MIN_BITS, TNN_BLOB_METHODS, TNN_WEIGHT_METHODS,
 from .inputs import SUFFIXES, list_input_files
 
 #: The comparison holds a batch's float blobs while the int8 model runs: small batches, small memory.
-COMPARE_BATCH = 2
+COMPARE_BATCH = 4
 MERGE_TYPES = {0: "per-channel: blobs and weights per channel",
                1: "mix: weights per channel, blobs per tensor",
                2: "per-tensor: blobs and weights per tensor"}
