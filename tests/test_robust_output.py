@@ -45,7 +45,6 @@ def test_a_full_disk_names_the_file_and_leaves_nothing(tmp_path):
 
 
 def test_a_full_disk_while_writing_the_report_names_the_report(tmp_path):
-    require("matplotlib")
     result = quantize_with_file_limit(20000, model_args() + ["-i", calibration(tmp_path), "--report", "r.html",
                                                              "--dump_table", "t.txt"] + PREP, tmp_path)
     assert_one_line_error(result, "r.html", "File too large")
