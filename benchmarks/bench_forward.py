@@ -1,7 +1,10 @@
-"""SqueezeNet 1.1 forward: our interpreter beside onnxruntime, same machine, same run.
+"""Forward speed: our interpreter beside onnxruntime, same machine, same run, as ratios.
 
-Target (kernels issue): within 2x of onnxruntime at batch 8. TNN's own CPU reference
-device takes about 330 ms per image here.
+Targets (speed issue): float within 1.3x of onnxruntime at batch 8 and 1.5x at batch 1, on
+SqueezeNet 1.1 (real weights) and on MobileNet v2 (depthwise convolutions; the benchmark
+proto with random weights, exported to ONNX by tnn_as_onnx.py); our int8 simulation within
+2x of our float forward (TNN's own int8 SqueezeNet file; TNN's int8 MobileNet v2 proto with
+random weights). TNN's own CPU reference device takes about 330 ms per SqueezeNet image.
 
     python benchmarks/bench_forward.py [--repeat 5]
 """
@@ -18,9 +21,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import kernels  # noqa: E402
 import tnnformat  # noqa: E402
+from tnn_as_onnx import random_net, to_onnx  # noqa: E402
 
 TNN_REFERENCE_MS = 330.0
 
@@ -45,26 +50,39 @@ def any_batch(path: Path) -> bytes:
     return model.SerializeToString()
 
 
+def models():
+    """(label, float net, its ONNX bytes, an int8 net of the same model)."""
+    folder = SHARED / "tnn-reference" / "squeezenet1.1"
+    squeezenet = tnnformat.load(folder / "squeezenet1.1.tnnproto", folder / "squeezenet1.1.tnnmodel")
+    int8 = tnnformat.load(folder / "b0_w0_t0.quantized.tnnproto", folder / "b0_w0_t0.quantized.tnnmodel")
+    yield "SqueezeNet 1.1", squeezenet, any_batch(SHARED / "models" / "squeezenet1.1.onnx"), int8
+    mobilenet = random_net("mobilenet_v2")
+    yield "MobileNet v2 (random weights)", mobilenet, to_onnx(mobilenet), random_net("quant_mobilenet_v2")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     import onnxruntime
 
-    folder = SHARED / "tnn-reference" / "squeezenet1.1"
-    net = tnnformat.load(folder / "squeezenet1.1.tnnproto", folder / "squeezenet1.1.tnnmodel")
-    interpreter = kernels.Interpreter(net)
-    session = onnxruntime.InferenceSession(any_batch(SHARED / "models" / "squeezenet1.1.onnx"),
-                                           providers=["CPUExecutionProvider"])
-    ort_input = session.get_inputs()[0].name
     print(f"cores: {os.cpu_count()}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
-    for size in (1, 8):
-        batch = np.random.default_rng(0).standard_normal((size, 3, 224, 224)).astype(np.float32)
-        ours = per_image_ms(lambda b: interpreter.forward({"data_0": b}), batch, args.repeat)
-        ort = per_image_ms(lambda b: session.run(None, {ort_input: b}), batch, args.repeat)
-        print(f"batch {size}: ours {ours:7.2f} ms/image   onnxruntime {ort:6.2f} ms/image   "
-              f"ratio {ours / ort:5.2f}x   (TNN CPU reference ~{TNN_REFERENCE_MS:.0f} ms: "
-              f"{TNN_REFERENCE_MS / ours:.1f}x faster)")
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    for label, net, onnx_bytes, int8_net in models():
+        interpreter, int8 = kernels.Interpreter(net), kernels.Interpreter(int8_net)
+        session = onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        name, shape = next(iter(net.inputs.items()))
+        ort_input = session.get_inputs()[0].name
+        for size in (1, 8):
+            batch = np.random.default_rng(0).standard_normal((size,) + tuple(shape[1:])).astype(np.float32)
+            ours = per_image_ms(lambda b: interpreter.forward({name: b}), batch, args.repeat)
+            ort = per_image_ms(lambda b: session.run(None, {ort_input: b}), batch, args.repeat)
+            ours_int8 = per_image_ms(lambda b: int8.forward({name: b}), batch, args.repeat)
+            target = 1.5 if size == 1 else 1.3
+            print(f"{label:30s} batch {size}: float {ours:6.2f} ms/image, onnxruntime {ort:6.2f}: "
+                  f"{ours / ort:4.2f}x (target {target}x); int8 {ours_int8:6.2f} ms/image: "
+                  f"{ours_int8 / ours:4.2f}x our float (target 2x)", flush=True)
 
 
 if __name__ == "__main__":
