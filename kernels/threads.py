@@ -42,8 +42,20 @@ def _find_openblas() -> Optional[Tuple[Callable[[int], None], Callable[[], int]]
 _OPENBLAS = None if WORKERS < 2 else _find_openblas()
 
 
+_one_core = False
+
+
 def parallel_batches_possible() -> bool:
-    return _OPENBLAS is not None
+    return _OPENBLAS is not None and not _one_core
+
+
+def use_one_core() -> None:
+    """For a worker process of `-j N`: N processes already share the cores, so batches are not
+    split and BLAS runs one thread (for good: each worker is one of N)."""
+    global _one_core
+    _one_core = True
+    if _OPENBLAS is not None:
+        _OPENBLAS[0](1)
 
 
 @contextlib.contextmanager
