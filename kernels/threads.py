@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Optional, Tuple
 SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
            "openblas_set_num_threads")
 WORKERS = os.cpu_count() or 1
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a data pass holds it around forwards that may split
 
 
 def _find_openblas() -> Optional[Tuple[Callable[[int], None], Callable[[], int]]]:
@@ -60,7 +60,11 @@ def use_one_core() -> None:
 
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """BLAS limited to one thread inside the block (restored after)."""
+    """BLAS limited to one thread inside the block (restored after); without an OpenBLAS we
+    can reach, nothing changes."""
+    if _OPENBLAS is None:
+        yield
+        return
     setter, getter = _OPENBLAS
     with _lock:
         before = getter()
