@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -27,21 +27,29 @@ SQUEEZENET_FLAGS = ["-p", str(SQUEEZENET / "squeezenet1.1.tnnproto"), "-m", str(
                     "-r", "1", "-n", "104,117,123", "-s", "1,1,1"]
 
 
-def peak_run(command: str, args: Sequence[str], cwd: Path = ROOT) -> Tuple[float, float, str]:
-    """Run `python -m command args` (this checkout first on the path) in a wrapper process:
-    wall seconds, peak RSS in MB of the command and its children, and its stdout."""
+class Run(NamedTuple):
+    seconds: float  # wall
+    cpu: float  # user + system seconds of the command and its worker processes
+    peak_mb: float  # the largest peak RSS among them
+    stdout: str
+
+
+def peak_run(command: str, args: Sequence[str], cwd: Path = ROOT) -> Run:
+    """Run `python -m command args` (this checkout first on the path) in a wrapper process."""
     inner = [sys.executable, "-c", f"import sys; sys.path.insert(0, sys.argv.pop(1)); from {command} import main; "
              "main()", str(ROOT)] + list(args)
     wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
                "sys.stderr.write(r.stderr); print(r.stdout); "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+               "u = resource.getrusage(resource.RUSAGE_CHILDREN); print(u.ru_utime + u.ru_stime, u.ru_maxrss); "
+               "sys.exit(r.returncode)")
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", wrapper] + inner, capture_output=True, text=True, cwd=cwd)
     seconds = time.perf_counter() - start
     if out.returncode:
         raise RuntimeError(f"{' '.join(args)} failed:\n{out.stdout}{out.stderr[-2000:]}")
-    *lines, peak = out.stdout.rstrip().splitlines()
-    return seconds, int(peak) / 1024, "\n".join(lines)
+    *lines, usage = out.stdout.rstrip().splitlines()
+    cpu, peak = usage.split()
+    return Run(seconds, float(cpu), int(peak) / 1024, "\n".join(lines))
 
 
 def renamed_copies(source: Path, folder: Path, count: int) -> Path:
@@ -57,17 +65,15 @@ def renamed_copies(source: Path, folder: Path, count: int) -> Path:
 def compare_jobs(flag_sets: List[List[str]], repeat: int, work: Path) -> None:
     print("-j 1 against -j 2 on SqueezeNet, 100 images (interleaved; median of the runs):")
     for flags in flag_sets:
-        times = {1: [], 2: []}
+        runs: Dict[int, List[Run]] = {1: [], 2: []}
         for _ in range(repeat):
             for jobs in (1, 2):
-                out = work / f"j{jobs}"
-                seconds, _, _ = peak_run("quantization_cmd.cli", SQUEEZENET_FLAGS + flags + [
-                    "-i", str(IMAGES), "-o", str(out), "-j", str(jobs)])
-                times[jobs].append(seconds)
+                runs[jobs].append(peak_run("quantization_cmd.cli", SQUEEZENET_FLAGS + flags + [
+                    "-i", str(IMAGES), "-o", str(work / f"j{jobs}"), "-j", str(jobs)]))
         same = all(filecmp.cmp(work / f"j1{s}", work / f"j2{s}", shallow=False) for s in (".tnnproto", ".tnnmodel"))
-        one, two = sorted(times[1])[len(times[1]) // 2], sorted(times[2])[len(times[2]) // 2]
-        print(f"  {' '.join(flags):36s} -j 1 {one:6.1f} s  -j 2 {two:6.1f} s  ratio {two / one:.2f}  "
-              f"{'same bytes' if same else 'BYTES DIFFER'}")
+        one, two = (sorted(runs[j])[len(runs[j]) // 2] for j in (1, 2))
+        print(f"  {' '.join(flags):28s} -j 1 {one.seconds:6.1f} s ({one.cpu:5.1f} CPU-s)  -j 2 {two.seconds:6.1f} s "
+              f"({two.cpu:5.1f} CPU-s)  ratio {two.seconds / one.seconds:.2f}  {'same bytes' if same else 'BYTES DIFFER'}")
 
 
 def compare_inputs(flags: List[str], counts: Sequence[int], work: Path) -> None:
@@ -75,7 +81,7 @@ def compare_inputs(flags: List[str], counts: Sequence[int], work: Path) -> None:
     first = None
     for count in counts:
         folder = renamed_copies(IMAGES, work / f"in{count}", count)
-        seconds, peak, _ = peak_run("quantization_cmd.cli", SQUEEZENET_FLAGS + flags + [
+        seconds, _, peak, _ = peak_run("quantization_cmd.cli", SQUEEZENET_FLAGS + flags + [
             "-i", str(folder), "-o", str(work / f"n{count}")])
         first = first or (count, seconds, peak)
         print(f"  {count:5d} inputs: {seconds:7.1f} s ({seconds / count * 1000:5.0f} ms per input, "
