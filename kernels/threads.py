@@ -20,7 +20,7 @@ import numpy as np
 SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
            "openblas_set_num_threads")
 WORKERS = os.cpu_count() or 1
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a data pass holds it around forwards that may split
 
 
 def _find_openblas() -> Optional[Tuple[Callable[[int], None], Callable[[], int]]]:
@@ -45,13 +45,29 @@ def _find_openblas() -> Optional[Tuple[Callable[[int], None], Callable[[], int]]
 _OPENBLAS = None if WORKERS < 2 else _find_openblas()
 
 
+_one_core = False
+
+
 def parallel_batches_possible() -> bool:
-    return _OPENBLAS is not None
+    return _OPENBLAS is not None and not _one_core
+
+
+def use_one_core() -> None:
+    """For a worker process of `-j N`: N processes already share the cores, so batches are not
+    split and BLAS runs one thread (for good: each worker is one of N)."""
+    global _one_core
+    _one_core = True
+    if _OPENBLAS is not None:
+        _OPENBLAS[0](1)
 
 
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """BLAS limited to one thread inside the block (restored after)."""
+    """BLAS limited to one thread inside the block (restored after); without an OpenBLAS we
+    can reach, nothing changes."""
+    if _OPENBLAS is None:
+        yield
+        return
     setter, getter = _OPENBLAS
     with _lock:
         before = getter()

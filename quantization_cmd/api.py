@@ -22,10 +22,11 @@ from .calibrate import ComputeScales, HistogramStatistics, RangeStatistics
 from .equalization import CrossLayerEqualization
 from .config import ConfigError, QuantConfig
 from .events import Listener, ignore
-from .fidelity import Fidelity, measure
+from .fidelity import Fidelity, measure_sharded
 from .pipeline import Pass, QuantState, SampleSource, Samples, run
 from .plan import Plan, make_plan
 from .quantize import WriteInt8
+from .shards import Runner, running
 from .statistics import Statistics
 from .table import TableEntry, TableScales, load_table, table_overrides
 from .threshold_tuning import ThresholdTuning
@@ -103,7 +104,8 @@ def prepare(net: Net, config: QuantConfig, table: Union[str, Dict[str, TableEntr
 def quantize(net: Net, samples: Optional[Samples] = None, config: QuantConfig = QuantConfig(), *,
              table: Union[str, Dict[str, TableEntry], None] = None, statistics: Optional[Statistics] = None,
              histograms: bool = False, fidelity_samples: Optional[Samples] = None,
-             passes: Optional[Sequence[Pass]] = None, on_event: Listener = ignore) -> QuantResult:
+             passes: Optional[Sequence[Pass]] = None, on_event: Listener = ignore,
+             jobs: Union[int, Runner] = 1) -> QuantResult:
     """Quantize `net` under `config`, calibrated on `samples`.
 
     `table`: a calibration table (its path or `table.load_table`'s entries) whose scales and
@@ -111,14 +113,18 @@ def quantize(net: Net, samples: Optional[Samples] = None, config: QuantConfig = 
     statistics already collected (e.g. merged from shards), not collected again; `histograms`:
     keep every observed blob's histogram (for the HTML report); `fidelity_samples`: compare the
     int8 model with the float one on these (the result's `fidelity`); `passes`: the pipeline,
-    `default_passes()` unless given; `on_event`: progress and warnings (see `events`)."""
+    `default_passes()` unless given; `on_event`: progress and warnings (see `events`); `jobs`: worker
+    processes for the data passes and the comparison, or a `shards.Runner` (e.g.
+    `shards.DaskCluster(address)`), with the very same result as one process."""
     config, plan, table, table_name = prepare(net, config, table)
     state = QuantState(net, config, plan, dict(statistics or {}), emit=on_event)
     one_at_a_time = batch_mismatch(net) is not None
     source = SampleSource(samples, net, one_at_a_time) if samples is not None else None
-    run(passes if passes is not None else default_passes(histograms, table, table_name), state, source)
-    result = QuantResult(state.net, state.scales, state.statistics, state.plan, config)
-    if fidelity_samples is not None:
-        result.fidelity = measure(state.plan.net, state.net, SampleSource(fidelity_samples, net, one_at_a_time),
-                                  activation_bits(state.plan), state.plan.float_layers, on_event)
+    with running(jobs) as runner:
+        run(passes if passes is not None else default_passes(histograms, table, table_name), state, source, runner)
+        result = QuantResult(state.net, state.scales, state.statistics, state.plan, config)
+        if fidelity_samples is not None:
+            result.fidelity = measure_sharded(state.plan.net, state.net,
+                                              SampleSource(fidelity_samples, net, one_at_a_time),
+                                              activation_bits(state.plan), state.plan.float_layers, on_event, runner)
     return result

@@ -17,8 +17,8 @@ from click.core import ParameterSource
 import tnnformat
 
 from .cli_support import (ALL_INPUTS, BATCH, NumberChoice, ProgressRenderer, Samples, check_writable,
-                          check_file_writable, model_inputs, one_line_errors, preprocessing_options,
-                          warn_skipped)
+                          check_file_writable, model_inputs, one_line_errors, open_runner, parallel_options,
+                          preprocessing_options, warn_skipped)
 from .config import (MAX_BITS, MIN_BITS, TNN_BLOB_METHODS, TNN_WEIGHT_METHODS,
                      QuantConfig, apply_changes, float_layers_override, from_tnn_flags,
                      load_json)
@@ -203,11 +203,12 @@ NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write an HTML report: the table and every observed blob's histogram with its thresholds.")
 @click.option("--skip_fidelity", is_flag=True, help="Do not run the int8-vs-float comparison.")
+@parallel_options
 @one_line_errors
 def main(proto, model, input_path, blob_method, weight_method, reverse_channel, bias, scale, merge_type,
          output, range_method, range_param, equalization, bias_correction, tuning, rounding, best, config_file, float_layers, weight_bits, blob_bits,
          dump_table, load_table, encodings,
-         eval_path, report_path, skip_fidelity):
+         eval_path, report_path, skip_fidelity, jobs, dask):
     """Quantize a float TNN model to int8, calibrated on a folder of images or tensors.
 
     Same flags, methods and output format as TNN's quantization_cmd; the int8 model loads
@@ -247,6 +248,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
             merge_type = BEST_FLAGS["merge_type"]
     if load_table is not None and (tuning or best):
         raise click.UsageError(f"{'--best' if best else '--tune'} chooses the scales: it cannot start from --load_table")
+    runner = open_runner(jobs, dask)
     net = tnnformat.load(proto, model)
     config = build_config(blob_method, weight_method, merge_type, config_file, float_layers,
                           weight_bits, blob_bits, range_method, range_param)
@@ -271,7 +273,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
                                 **{k: v or (best and BEST.get(k, False)) for k, v in chosen.items()})
         extra_steps = [p.name for p in passes if p.name in EXTRA_STEPS]
         result = quantize(net, samples, config, table=load_table, passes=passes,
-                          fidelity_samples=check_source, on_event=events)
+                          fidelity_samples=check_source, on_event=events, jobs=runner)
         result.save(str(out_proto)[:-len(".tnnproto")])
         if dump_table:
             source = f"{samples.count} samples from {', '.join(input_path)}" if samples else f"table {load_table}"

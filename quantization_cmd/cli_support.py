@@ -8,10 +8,13 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import click
 import numpy as np
+from click.core import ParameterSource
 
 from kernels import KernelError
 from tnnformat import Net, TnnFormatError
@@ -165,6 +168,9 @@ def warn_skipped(path: Path, reason: str) -> None:
 #: One sample source item: the file of each input (a .npz file gives every input at once).
 Item = Dict[str, Path]
 ALL_INPUTS = "*"
+#: Threads decoding input files beside the compute, and how many items they may read ahead.
+DECODERS = 2
+LOOKAHEAD = 2 * BATCH
 
 
 class Samples:
@@ -172,8 +178,8 @@ class Samples:
     about `size` samples. Iterating yields model inputs; `batches` says how many."""
 
     def __init__(self, items: List[Item], inputs: Dict[str, Tuple[int, ...]], prep: Preprocess,
-                 size: int = BATCH):
-        self.items, self.inputs, self.prep, self.size = items, inputs, prep, size
+                 size: int = BATCH, warn: bool = True):
+        self.items, self.inputs, self.prep, self.size, self.warn = items, inputs, prep, size, warn
         self.skipped: List[Tuple[Path, str]] = []
         self.sizes: List[int] = []
         self.count = 0
@@ -183,29 +189,48 @@ class Samples:
     def files(self) -> List[Path]:
         return [path for item in self.items for path in item.values()]
 
-    def _read(self, item: Item) -> Optional[Dict[str, np.ndarray]]:
-        path = next(iter(item.values()))
+    def _load(self, item: Item) -> Union[Dict[str, np.ndarray], InputFileError]:
+        """The item's arrays, or why it cannot be used (run in the decoding threads)."""
         try:
             if ALL_INPUTS in item:
-                return read_npz(path, self.inputs)
-            arrays = {}
-            for name, path in item.items():
-                arrays[name] = read_input_file(path, self.inputs[name], self.prep)
+                return read_npz(item[ALL_INPUTS], self.inputs)
+            arrays = {name: read_input_file(path, self.inputs[name], self.prep) for name, path in item.items()}
             counts = {len(a) for a in arrays.values()}
             if len(counts) > 1:
                 raise InputFileError(f"the inputs' files hold different numbers of samples ({sorted(counts)})")
             return arrays
         except InputFileError as exc:
-            self.skipped.append((path, str(exc)))
-            warn_skipped(path, str(exc))
-            return None
+            return exc
+
+    def _loaded(self, items: Iterable[Item]) -> Iterator[Tuple[Item, Optional[Dict[str, np.ndarray]]]]:
+        """Each item with its arrays (None, warned and recorded, if it cannot be used), in
+        order; files are decoded by DECODERS threads up to LOOKAHEAD items ahead of the
+        consumer (PIL and numpy release the GIL while decoding), so memory stays bounded."""
+        with ThreadPoolExecutor(DECODERS) as pool:
+            pending: Deque = deque()
+            for item in items:
+                pending.append((item, pool.submit(self._load, item)))
+                if len(pending) > LOOKAHEAD:
+                    yield self._checked(*pending.popleft())
+            while pending:
+                yield self._checked(*pending.popleft())
+
+    def _checked(self, item: Item, loading: Future) -> Tuple[Item, Optional[Dict[str, np.ndarray]]]:
+        arrays = loading.result()
+        if isinstance(arrays, InputFileError):
+            path = next(iter(item.values()))
+            self.skipped.append((path, str(arrays)))
+            if self.warn:
+                warn_skipped(path, str(arrays))
+            return item, None
+        return item, arrays
 
     def screen(self, label: str = "reading inputs") -> None:
         """Read every item once, dropping (with a warning) those that cannot be used."""
         usable, sizes = [], []
-        with click.progressbar(self.items, label=label, file=sys.stderr) as items:
-            for item in items:
-                arrays = self._read(item)
+        with click.progressbar(length=len(self.items), label=label, file=sys.stderr) as bar:
+            for item, arrays in self._loaded(self.items):
+                bar.update(1)
                 if arrays is not None:
                     usable.append(item)
                     sizes.append(len(next(iter(arrays.values()))))
@@ -214,10 +239,28 @@ class Samples:
 
     def rebatched(self, size: int) -> "Samples":
         """The same screened items in batches of about `size` samples."""
-        other = Samples(self.items, self.inputs, self.prep, size)
-        other.sizes, other.count = self.sizes, self.count
-        other.batches = len(other._groups(self.sizes))
+        return self._part(0, len(self.items), size)
+
+    def _part(self, start: int, stop: int, size: int) -> "Samples":
+        """Screened items start to stop, in batches of about `size` samples."""
+        other = Samples(self.items[start:stop], self.inputs, self.prep, size)
+        other.sizes = self.sizes[start:stop]
+        other.count = sum(other.sizes)
+        other.batches = len(other._groups(other.sizes))
         return other
+
+    def shards(self, per: int) -> Optional[List[Tuple[int, "Samples", int]]]:
+        """Runs of `per` batches as (samples before, the run's items, batches), cut where the
+        batches are cut; None before the items are screened (their sizes unknown)."""
+        if self.batches is None:
+            return None
+        groups, out, start, first = self._groups(self.sizes), [], 0, 0
+        for k in range(0, len(groups), per):
+            stop = start + sum(groups[k:k + per])
+            part = self._part(start, stop, self.size)
+            out.append((first, part, part.batches))
+            start, first = stop, first + part.count
+        return out
 
     def _groups(self, sizes: List[int]) -> List[int]:
         """How many items each batch takes, given each item's sample count."""
@@ -230,8 +273,7 @@ class Samples:
         return groups + ([taken] if taken else [])
 
     def each_item(self) -> Iterator[Tuple[Item, Dict[str, np.ndarray]]]:
-        for item in self.items:
-            arrays = self._read(item)
+        for item, arrays in self._loaded(self.items):
             if arrays is not None:
                 yield item, arrays
 
@@ -271,6 +313,42 @@ class ProgressRenderer:
         for bar in self.bars.values():
             bar.__exit__(None, None, None)
         self.bars.clear()
+
+
+JOBS_FLAG, DASK_FLAG = "'-j' / '--jobs'", "'--dask'"
+
+
+def parallel_options(command: Callable) -> Callable:
+    """-j N and --dask ADDRESS: where the data passes run (the result is the same)."""
+    command = click.option("--dask", metavar="tcp://HOST:PORT",
+                           help="Run the shards on this Dask scheduler's workers (pip install "
+                                "\"tnn-quantization[dask]\"); they read the inputs at the same paths.")(command)
+    command = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                           help="Worker processes for the data passes (same result as 1).")(command)
+    return command
+
+
+def open_runner(jobs: int, dask: Optional[str]):
+    """The shards' runner for -j / --dask, closed when the command ends; flag errors name the
+    flag (exit 2), before any input is read or output written."""
+    from .shards import DaskCluster, runner
+
+    if dask is None:
+        return _closed_at_exit(runner(jobs))
+    if click.get_current_context().get_parameter_source("jobs") != ParameterSource.DEFAULT:
+        raise click.UsageError("give either -j (processes here) or --dask (a cluster's workers), not both")
+    try:
+        return _closed_at_exit(DaskCluster(dask))
+    except ImportError:
+        raise click.BadParameter("needs dask: pip install \"tnn-quantization[dask]\"", param_hint=DASK_FLAG) from None
+    except (OSError, ValueError, TypeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise click.BadParameter(f"cannot reach a Dask scheduler at '{dask}': {reason}", param_hint=DASK_FLAG) from None
+
+
+def _closed_at_exit(runner):
+    click.get_current_context().call_on_close(runner.close)
+    return runner
 
 
 def preprocessing_options(command: Callable) -> Callable:

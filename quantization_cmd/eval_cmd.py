@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import click
 import numpy as np
@@ -17,8 +17,10 @@ import numpy as np
 import tnnformat
 from tnnformat.files import read_regular_text
 
-from .cli_support import Samples, model_input, one_line_errors, preprocessing_options, warn_skipped
+from .cli_support import (Item, Samples, model_input, one_line_errors, open_runner, parallel_options,
+                          preprocessing_options, warn_skipped)
 from .inputs import IMAGE_SUFFIXES, list_input_files
+from .shards import SHARD_SAMPLES, Work, chunks
 
 
 class LabelError(click.ClickException):
@@ -85,6 +87,29 @@ def accuracy(scores: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
             "n": int(labels.size)}
 
 
+Scored = Tuple[List[np.ndarray], List[Item], List[Tuple[Path, str]]]
+
+
+def _interpreter(net):
+    from kernels import Interpreter
+
+    return Interpreter(net)
+
+
+def _score(interpreter, samples: Samples) -> Scored:
+    """The class scores of a shard's images (one row per sample), the item of each row, and
+    the files skipped."""
+    scores, rows = [], []
+    for item, arrays in samples.each_item():
+        output = next(iter(interpreter.forward(arrays).values()))
+        scores.append(output.reshape(output.shape[0], -1))
+        rows.extend([item] * output.shape[0])
+    return scores, rows, samples.skipped
+
+
+SCORE = Work(_interpreter, _score)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-p", "--proto", required=True, type=click.Path(dir_okay=False), help="TNN proto file.")
 @click.option("-m", "--model", required=True, type=click.Path(dir_okay=False), help="TNN model file.")
@@ -96,16 +121,15 @@ def accuracy(scores: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
               help="Synset list (line k = class k); labels come from file names '<synset>_...'.")
 @preprocessing_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as a JSON object (top1, top5, n).")
+@parallel_options
 @one_line_errors
-def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias, scale, as_json):
+def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias, scale, as_json, jobs, dask):
     """Top-1 and top-5 accuracy of a float or int8 TNN model on labeled images."""
-    from kernels import Interpreter
-
     if (ground_truth is None) == (synsets is None):
         raise click.UsageError("give the labels with exactly one of -g/--ground_truth and --synsets")
     started = time.perf_counter()
+    runner = open_runner(jobs, dask)
     net = tnnformat.load(proto, model)
-    interpreter = Interpreter(net)
     input_name, shape, prep = model_input(net, reverse_channel, bias, scale)
     folder = Path(input_path)
     if not folder.is_dir():
@@ -116,14 +140,18 @@ def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias,
     labels = labels_from_file(Path(ground_truth), files) if ground_truth else labels_from_synsets(Path(synsets), files)
     check_classes(labels, class_count(net), ground_truth or synsets)
 
-    samples = Samples([{input_name: f} for f in files], {input_name: shape}, prep)
-    scores, truth = [], []
+    shards = [Samples([{input_name: f} for f in part], {input_name: shape}, prep, warn=not runner.remote)
+              for part in chunks(files, SHARD_SAMPLES)]
+    scores, truth, skipped = [], [], []
     with click.progressbar(length=len(files), label="evaluating", file=sys.stderr) as bar:
-        for item, arrays in samples.each_item():
-            output = next(iter(interpreter.forward(arrays).values()))
-            scores.append(output.reshape(output.shape[0], -1))
-            truth.extend([labels[item[input_name].name]] * output.shape[0])
-            bar.update(1)
+        for shard, (part, rows, dropped) in zip(shards, runner.map(SCORE, net, shards)):
+            scores.extend(part)
+            truth.extend(labels[item[input_name].name] for item in rows)
+            skipped.extend(dropped)
+            if runner.remote:  # read in a worker: its warnings are said here
+                for path, reason in dropped:
+                    warn_skipped(path, reason)
+            bar.update(len(shard.items))
     if not scores:
         raise click.ClickException(f"none of the {len(files)} images in '{input_path}' could be read")
     result = accuracy(np.concatenate(scores), np.array(truth))
@@ -131,7 +159,7 @@ def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias,
         click.echo(json.dumps(result))
     else:
         click.echo(f"top-1: {100 * result['top1']:.2f}%  top-5: {100 * result['top5']:.2f}%  "
-                   f"on {result['n']} images ({len(samples.skipped)} skipped) "
+                   f"on {result['n']} images ({len(skipped)} skipped) "
                    f"in {time.perf_counter() - started:.1f} s")
     sys.stdout.flush()
 

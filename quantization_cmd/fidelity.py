@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from tnnformat import Net
 
 from .events import Listener, Progress, TaskDone, ignore
 from .output_measures import ClassAgreement, OutputMeasure, measure_for
+from .pipeline import SampleSource, Shard, data_pass
+from .shards import LOCAL, Runner, Work
 
 
 @dataclass
@@ -57,6 +59,12 @@ class BlobError:
         self.nonfinite += other.nonfinite
         self.max_abs = math.nan if self.nonfinite else max(self.max_abs, other.max_abs)
 
+    def merge(self, other: "BlobError") -> "BlobError":
+        """The sums of two shards of the data, the first's first."""
+        nonfinite = self.nonfinite + other.nonfinite
+        return BlobError(self.name, self.layer, self.fq + other.fq, self.ff + other.ff, self.qq + other.qq,
+                         self.ee + other.ee, math.nan if nonfinite else max(self.max_abs, other.max_abs), nonfinite)
+
     @property
     def cosine(self) -> float:
         if self.ff == 0 and self.qq == 0:
@@ -87,6 +95,18 @@ class Fidelity:
     @property
     def nonfinite_blobs(self) -> int:
         return sum(1 for b in self.blobs + self.outputs if b.nonfinite)
+
+    def merge(self, other: "Fidelity") -> "Fidelity":
+        """Two shards of the data, the first's first; an output measure is kept where both
+        shards chose the same kind."""
+        measures = {name: m.merge(other.measures[name]) for name, m in self.measures.items()
+                    if type(other.measures.get(name)) is type(m)}
+        out = Fidelity([a.merge(b) for a, b in zip(self.blobs, other.blobs)],
+                       [a.merge(b) for a, b in zip(self.outputs, other.outputs)],
+                       self.samples + other.samples, measures=measures)
+        first = measures.get(out.outputs[0].name) if out.outputs else None
+        out.top1_agree = first.agree if isinstance(first, ClassAgreement) else None
+        return out
 
 
 FLOAT_MARK = "(float)"
@@ -155,3 +175,32 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
     first = result.measures.get(int8_net.outputs[0])
     result.top1_agree = first.agree if isinstance(first, ClassAgreement) else None
     return result
+
+
+FidelityJob = Tuple[Net, Net, Optional[Dict[str, int]], Sequence[str], bool]
+
+
+def _shard_setup(shared: FidelityJob) -> FidelityJob:
+    return shared
+
+
+def _measure_shard(job: FidelityJob, shard: Shard) -> Fidelity:
+    float_net, int8_net, bits, float_layers, one_at_a_time = job
+    return measure(float_net, int8_net, SampleSource(shard.samples, float_net, one_at_a_time), bits, float_layers)
+
+
+MEASURE = Work(_shard_setup, _measure_shard)
+
+
+def measure_sharded(float_net: Net, int8_net: Net, samples: SampleSource,
+                    activation_bits: Optional[Dict[str, int]] = None, float_layers: Sequence[str] = (),
+                    emit: Listener = ignore, runner: Runner = LOCAL) -> Fidelity:
+    """`measure` in shards of the data (here or on the runner's workers), merged in order:
+    the same sums in the same order wherever the shards ran."""
+    job: FidelityJob = (float_net, int8_net, activation_bits, tuple(float_layers), samples.one_at_a_time)
+    total: Optional[Fidelity] = None
+    for part in data_pass(samples, runner, MEASURE, job,
+                          lambda first, batches: measure(float_net, int8_net, batches, activation_bits, float_layers),
+                          emit, "comparing int8 with float"):
+        total = part if total is None else total.merge(part)
+    return total

@@ -14,7 +14,8 @@ Anything else has only cosine and SQNR. Every measure streams over batches.
 """
 from __future__ import annotations
 
-from typing import Optional
+import copy
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -25,6 +26,14 @@ BOX_VALUES = 4  # x, y, w, h (or distances) before the class scores
 
 class OutputMeasure:
     name = ""
+    counts: Tuple[str, ...] = ()  # the integer sums it keeps: merged by adding them
+
+    def merge(self, other: "OutputMeasure") -> "OutputMeasure":
+        """The measure over two shards of the data."""
+        out = copy.copy(self)
+        for name in self.counts:
+            setattr(out, name, getattr(self, name) + getattr(other, name))
+        return out
 
     def add(self, expected: np.ndarray, got: np.ndarray) -> None:
         raise NotImplementedError
@@ -35,6 +44,7 @@ class OutputMeasure:
 
 class ClassAgreement(OutputMeasure):
     name = "top-1 agreement"
+    counts = ("agree", "samples")
 
     def __init__(self):
         self.agree = self.samples = 0
@@ -53,6 +63,7 @@ class ClassAgreement(OutputMeasure):
 
 class StepAgreement(OutputMeasure):
     name = "per-step top-1 agreement"
+    counts = ("agree", "steps")
 
     def __init__(self):
         self.agree = self.steps = 0
@@ -67,6 +78,7 @@ class StepAgreement(OutputMeasure):
 
 class MaskIoU(OutputMeasure):
     name = "mask IoU"
+    counts = ("intersection", "union")
 
     def __init__(self):
         self.intersection = self.union = 0
@@ -86,6 +98,7 @@ class MaskIoU(OutputMeasure):
 
 class TopKAnchors(OutputMeasure):
     name = "top-k anchors kept"
+    counts = ("kept", "samples")
 
     def __init__(self, channels_last: bool, anchors: int):
         self.channels_last, self.k = channels_last, min(TOP_K, max(anchors // 10, 1))

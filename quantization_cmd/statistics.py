@@ -4,8 +4,10 @@ A pass asks for statistics by `StatKey` (blob, kind, per tensor or per channel);
 fills every statistic a step asked for, reducing each batch to a few numbers per channel as
 it passes (nothing keeps activations). Every statistic has `merge`: the statistics of two
 shards of the data merge into those of the whole (exactly for ranges and fixed-range
-histograms), which is what sharded or distributed calibration stands on. Turning statistics
-into scales is the job of `blob_methods`.
+histograms), which is what sharded or distributed calibration stands on. A statistic whose
+merge is exact in any grouping says so (`exact = True`); float sums are not, and the data
+pass gives them the same grouping wherever it runs (shards.py). Turning statistics into
+scales is the job of `blob_methods`.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class Range:
     """Min and max per channel (one channel when per tensor)."""
 
     kind = RANGE
+    exact = True  # min and max: merged exactly, in any order
 
     def __init__(self, channels: int, per_tensor: bool):
         self.per_tensor = per_tensor
@@ -102,6 +105,7 @@ class Histogram:
     int(|x| * (BINS / absmax)) in float32, as TNN computes it."""
 
     kind = HISTOGRAM
+    exact = True  # integer counts
 
     def __init__(self, absmax: np.ndarray, valid: np.ndarray, per_tensor: bool):
         self.per_tensor = per_tensor
@@ -149,6 +153,7 @@ class SampleQuantiles:
     so the result does not depend on how the data is batched."""
 
     kind = SAMPLE_QUANTILES
+    exact = True  # lists in sample order: merged in shard order, as they were collected
 
     def __init__(self, channels: int, per_tensor: bool, outlier: float):
         self.per_tensor, self.outlier = per_tensor, outlier

@@ -65,9 +65,14 @@ class NextLayerError:
         self.error = np.zeros((len(consumers), len(candidates)), np.float64)
         self.energy = np.zeros(len(consumers), np.float64)
         self.count = 0
+        self.first = 0  # samples of the data pass before the ones this object sees
+
+    def starts_at(self, first: int) -> None:
+        """A shard of the data pass that starts after `first` samples (the limit counts them)."""
+        self.first = first
 
     def observe(self, x: np.ndarray) -> None:
-        x = x[:max(self.limit - self.count, 0)]
+        x = x[:max(self.limit - self.first - self.count, 0)]
         if not len(x):
             return
         self.count += len(x)
@@ -83,6 +88,7 @@ class NextLayerError:
     def merge(self, other: "NextLayerError") -> "NextLayerError":
         out = NextLayerError(self.consumers, self.candidates, self.bits, self.limit)
         out.error, out.energy, out.count = self.error + other.error, self.energy + other.energy, self.count + other.count
+        out.first = min(self.first, other.first)
         return out
 
     def relative(self) -> np.ndarray:

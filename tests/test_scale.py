@@ -1,0 +1,149 @@
+"""Scaling: memory that does not grow with the calibration inputs, `-j N` and `--dask` giving
+the bytes of one process, and their flag errors."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import pytest
+
+import tnnformat
+from quantization_cmd import from_tnn_flags, quantize
+from quantization_cmd.inputs import Preprocess, read_input_file
+from quantization_cmd.shards import Processes
+
+from conftest import require, shared_path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_scale import SQUEEZENET_FLAGS, peak_run, renamed_copies  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+DEMO = ["-p", str(DATA / "digits.tnnproto"), "-m", str(DATA / "digits.tnnmodel"), "-n", "0", "-s", "0.00392156862745098"]
+TNN_FLAGS = [(b, w, t) for b in (0, 2, 3, 4, 5) for w in (0, 1, 3) for t in (0, 1, 2)]
+
+
+def model_bytes(prefix: Path) -> bytes:
+    return prefix.with_suffix(".tnnproto").read_bytes() + prefix.with_suffix(".tnnmodel").read_bytes()
+
+
+def cli(args: List[str], cwd: Path, command: str = "quantization_cmd.cli") -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(root)!r}); "
+                           f"from {command} import main; main()"] + args, capture_output=True, text=True, cwd=cwd)
+
+
+def test_peak_memory_of_2000_inputs_is_that_of_100(tmp_path):
+    """Streaming: 2000 inputs (the held-out images again under other names) peak within 10%
+    of 100, with the KL pass (histograms) and the int8 check."""
+    peaks = {}
+    for count in (100, 2000):
+        folder = renamed_copies(DATA / "heldout", tmp_path / f"in{count}", count)
+        run = peak_run("quantization_cmd.cli", DEMO + ["-b", "2", "-i", str(folder), "-o", str(tmp_path / f"q{count}")])
+        assert f"{count} samples from {count} files" in run.stdout
+        peaks[count] = run.peak_mb
+    assert peaks[2000] <= 1.1 * peaks[100], peaks
+
+
+@pytest.fixture(scope="module")
+def demo_inputs() -> np.ndarray:
+    prep = Preprocess(scale=(1 / 255,))
+    return np.concatenate([read_input_file(f, (1, 1, 16, 16), prep) for f in sorted((DATA / "calibration").glob("*.png"))])
+
+
+@pytest.fixture(scope="module")
+def two_workers():
+    with Processes(2) as runner:
+        yield runner
+
+
+def test_two_processes_give_the_bytes_of_one_for_every_tnn_flag_set(tmp_path, demo_inputs, two_workers):
+    """-b 0..5 x -w 0..2 x -t 0..2 on the demo (40 inputs: three shards), the int8 check too."""
+    net = tnnformat.load(DATA / "digits.tnnproto", DATA / "digits.tnnmodel")
+    for b, w, t in TNN_FLAGS:
+        results = [quantize(net, {"input": demo_inputs}, from_tnn_flags(b, w, t), fidelity_samples={"input": demo_inputs},
+                            jobs=jobs) for jobs in (1, two_workers)]
+        for k, result in enumerate(results):
+            result.save(str(tmp_path / f"m{k}"))
+        assert model_bytes(tmp_path / "m0") == model_bytes(tmp_path / "m1"), (b, w, t)
+        one, two = (r.fidelity for r in results)
+        assert [(e.name, e.fq, e.ff, e.qq, e.ee, e.max_abs) for e in one.blobs + one.outputs] == \
+            [(e.name, e.fq, e.ff, e.qq, e.ee, e.max_abs) for e in two.blobs + two.outputs], (b, w, t)
+        assert (one.samples, one.top1_agree) == (two.samples, two.top1_agree) == (40, two.top1_agree)
+    assert two_workers._pool is not None  # the shards did run in the workers
+
+
+@pytest.mark.parametrize("extra", [["--tune", "--adaround", "--bias_correction", "-b", "2", "-w", "1"],
+                                   ["--range", "QUANTILE_MEDIAN", "--equalize"], ["--range", "PERCENTILE", "-t", "2"]])
+def test_two_processes_give_the_bytes_and_table_of_one_on_files(tmp_path, extra):
+    """The command on files: the passes that add their own statistics (sample limits, float
+    sums of weights' inputs, per-sample lists), the same model and the same printed table."""
+    tables = []
+    for jobs in ("1", "2"):
+        result = cli(DEMO + extra + ["-i", str(DATA / "calibration"), "--eval_path", str(DATA / "heldout"),
+                                     "-o", f"j{jobs}", "-j", jobs], tmp_path)
+        assert result.returncode == 0, result.stderr
+        tables.append(result.stdout.split("quantized ")[0])
+    assert model_bytes(tmp_path / "j1") == model_bytes(tmp_path / "j2")
+    assert tables[0] == tables[1] and "top-1 agreement" in tables[0]
+    evaluated = [cli(["-p", "j1.tnnproto", "-m", "j1.tnnmodel", "-i", str(DATA / "heldout"), "-g",
+                      str(DATA / "heldout_labels.txt"), "-n", "0", "-s", "0.00392156862745098", "--json", "-j", jobs],
+                     tmp_path, "quantization_cmd.eval_cmd").stdout for jobs in ("1", "2")]
+    assert evaluated[0] == evaluated[1] and '"n": 400' in evaluated[0]
+
+
+@pytest.mark.parametrize("flags", [["-b", "0", "-t", "0"], ["-b", "2", "-w", "1", "-t", "1"]])
+def test_two_processes_give_the_bytes_of_one_on_squeezenet(tmp_path, flags):
+    images = renamed_copies(shared_path("data", "imagenet-calib-100"), tmp_path / "images", 40)
+    for jobs in ("1", "2"):
+        result = cli(SQUEEZENET_FLAGS + flags + ["-i", str(images), "--skip_fidelity", "-o", f"j{jobs}", "-j", jobs],
+                     tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert model_bytes(tmp_path / "j1") == model_bytes(tmp_path / "j2")
+
+
+def test_dask_cluster_gives_the_bytes_of_a_local_run(tmp_path):
+    distributed = require("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        for name, extra in (("dask", ["--dask", cluster.scheduler_address]), ("local", [])):
+            result = cli(DEMO + ["-b", "5", "-w", "1", "--bias_correction", "-i", str(DATA / "calibration"),
+                                 "-o", name] + extra, tmp_path)
+            assert result.returncode == 0, result.stderr
+        assert model_bytes(tmp_path / "dask") == model_bytes(tmp_path / "local")
+        evaluated = cli(["-p", "dask.tnnproto", "-m", "dask.tnnmodel", "-i", str(DATA / "heldout"), "-g",
+                         str(DATA / "heldout_labels.txt"), "-n", "0", "-s", "0.00392156862745098", "--json",
+                         "--dask", cluster.scheduler_address], tmp_path, "quantization_cmd.eval_cmd")
+        assert evaluated.returncode == 0 and '"n": 400' in evaluated.stdout, evaluated.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["-j", "0"], ["'-j' / '--jobs'", "0 is not in the range"]),
+    (["-j", "two"], ["'-j' / '--jobs'"]),
+    (["--dask", "no-port"], ["'--dask'", "tcp://host:port"]),
+    (["--dask", f"tcp://127.0.0.1:{_closed_port()}"], ["'--dask'", "cannot reach a Dask scheduler"]),
+    (["--dask", "tcp://127.0.0.1:1", "-j", "2"], ["either -j", "--dask"]),
+])
+def test_parallel_flag_errors_are_one_line_and_write_nothing(tmp_path, args, fragments):
+    result = cli(DEMO + ["-i", str(DATA / "calibration")] + args, tmp_path)
+    assert result.returncode == 2, result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and all(f in error[0] for f in fragments), result.stderr
+    assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_dask_not_installed_is_a_flag_error(tmp_path):
+    result = subprocess.run([sys.executable, "-c", "import sys; sys.modules['distributed'] = None; "
+                             f"sys.path.insert(0, {str(DATA.parent)!r}); from quantization_cmd.cli import main; main()"]
+                            + DEMO + ["-i", str(DATA / "calibration"), "--dask", "tcp://127.0.0.1:1"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and "'--dask'" in result.stderr and "pip install" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
