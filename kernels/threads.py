@@ -88,12 +88,14 @@ def split_batch(batch: Dict[str, np.ndarray], parts: int) -> List[Dict[str, np.n
     return [{k: v[a:b] for k, v in batch.items()} for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def map_batch_parts(work: Callable[[Dict[str, np.ndarray]], Result], batch: Dict[str, np.ndarray]) -> List[Result]:
-    """`work` on pieces of the batch, one thread per core with single-threaded BLAS, results in
-    sample order; in this thread on the whole batch where splitting is not possible. `work`
-    must treat samples independently."""
-    parts = split_batch(batch, WORKERS) if _OPENBLAS is not None else [batch]
-    if len(parts) < 2:
-        return [work(batch)]
+def map_batch_parts(work: Callable[[Dict[str, np.ndarray]], Result], batch: Dict[str, np.ndarray],
+                    pieces: Optional[int] = None) -> List[Result]:
+    """`work` on pieces of the batch, results in sample order: one thread per core with
+    single-threaded BLAS where that is possible, else one after the other here. `pieces` fixes
+    how the batch is cut whatever the machine (for sums that must not depend on it); by
+    default one piece per core. `work` must treat samples independently."""
+    parts = split_batch(batch, WORKERS if pieces is None else pieces)
+    if len(parts) < 2 or not parallel_batches_possible():
+        return [work(part) for part in parts] if pieces is not None else [work(batch)]
     with single_threaded_blas(), ThreadPoolExecutor(len(parts)) as pool:
         return list(pool.map(work, parts))

@@ -52,13 +52,6 @@ class BlobError:
         self.max_abs = math.nan if self.nonfinite else max(self.max_abs, float(diff.max(initial=0.0)),
                                                             -float(diff.min(initial=0.0)))
 
-    def merge(self, other: "BlobError") -> None:
-        """Adds another part's sums (the same blob over other samples)."""
-        self.fq, self.ff, self.qq, self.ee = (self.fq + other.fq, self.ff + other.ff, self.qq + other.qq,
-                                              self.ee + other.ee)
-        self.nonfinite += other.nonfinite
-        self.max_abs = math.nan if self.nonfinite else max(self.max_abs, other.max_abs)
-
     def merge(self, other: "BlobError") -> "BlobError":
         """The sums of two shards of the data, the first's first."""
         nonfinite = self.nonfinite + other.nonfinite
@@ -110,6 +103,9 @@ class Fidelity:
 
 
 FLOAT_MARK = "(float)"
+#: Each batch is compared in this many pieces (in threads where the cores allow), a number
+#: fixed so that the sums, added piece by piece, are the same on any machine and with -j.
+PIECES = 2
 
 
 def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarray]],
@@ -134,7 +130,7 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
 
     errors = {b: BlobError(b, label(b)) for b in compared}
     outputs = {b: BlobError(b, producers[b].name if b in producers else "") for b in int8_net.outputs}
-    result = Fidelity(list(errors.values()), list(outputs.values()))
+    result = Fidelity([], list(outputs.values()))
     task = "comparing int8 with float"
     total = getattr(batches, "batches", None)
     emit(Progress(task, 0, total))
@@ -157,10 +153,10 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
         return part_errors, expected, int8_run.forward(part, hook=compare)
 
     for done, batch in enumerate(batches, 1):
-        parts = map_batch_parts(compare_part, batch) if split else [compare_part(batch)]
+        parts = map_batch_parts(compare_part, batch, PIECES) if split else [compare_part(batch)]
         for part_errors, _, _ in parts:
             for blob, err in part_errors.items():
-                errors[blob].merge(err)
+                errors[blob] = errors[blob].merge(err)
         expected = {name: np.concatenate([p[1][name] for p in parts]) for name in outputs}
         got = {name: np.concatenate([p[2][name] for p in parts]) for name in outputs}
         if done == 1:
@@ -172,6 +168,7 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
         result.samples += next(iter(batch.values())).shape[0]
         emit(Progress(task, done, total))
     emit(TaskDone(task))
+    result.blobs = list(errors.values())
     first = result.measures.get(int8_net.outputs[0])
     result.top1_agree = first.agree if isinstance(first, ClassAgreement) else None
     return result
