@@ -25,7 +25,7 @@ def main() -> None:
     net = tnnformat.load(MODEL / "squeezenet1.1.tnnproto", MODEL / "squeezenet1.1.tnnmodel")
     calib, _ = images(SHARED / "data" / "imagenet-calib-100", 100)
     base = from_tnn_flags(0, 0, 0)
-    best = from_tnn_flags(**BEST_FLAGS)
+    best = from_tnn_flags(**BEST_FLAGS, merge_type=int(sys.argv[1]) if len(sys.argv) > 1 else 0)
     for label, config, flags in (("-b 0", base, {}), ("--best", best, BEST)):
         starts, steps = {}, []
 

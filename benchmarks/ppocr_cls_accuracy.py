@@ -34,7 +34,9 @@ def variants():
         ("-b 3 + equalization + AdaRound + bias correction", from_tnn_flags(3, 0, 0), dict(equalization=True, **BEST)),
         ("-b 3 -t 2 + equalization + AdaRound + bias correction", from_tnn_flags(3, 0, 2),
          dict(equalization=True, **BEST)),
-        ("--best (-b 3 -t 1 + AdaRound + bias correction)", from_tnn_flags(3, 0, 1), BEST),
+        ("-b 3 -t 1 + AdaRound + bias correction", from_tnn_flags(3, 0, 1), BEST),
+        ("-b 3 -t 0 + AdaRound + bias correction", from_tnn_flags(3, 0, 0), BEST),
+        ("--best (-b 3, -t chosen on 32 calibration lines, + AdaRound + bias correction)", None, "best"),
     ]
 
 
@@ -43,7 +45,7 @@ def main() -> None:
     import text_images
     from kernels import Interpreter
     from quantization_cmd import quantize
-    from quantization_cmd.api import default_passes
+    from quantization_cmd.api import default_passes, quantize_best
     from tnnformat.onnx2tnn import convert
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -70,7 +72,11 @@ def main() -> None:
     print("| model | accuracy % | agreement with fp32 % |\n| --- | ---: | ---: |")
     print(f"| fp32 | {100 * np.mean(reference == labels):.2f} | 100.0 |", flush=True)
     for name, config, options in variants():
-        result = quantize(net, {"x": calib}, config, passes=default_passes(**options))
+        if options == "best":
+            result, choice = quantize_best(net, {"x": calib}, {"x": calib[:32]})
+            name += f": -t {choice.chosen}"
+        else:
+            result = quantize(net, {"x": calib}, config, passes=default_passes(**options))
         got = predict(result.net)
         print(f"| {name} | {100 * np.mean(got == labels):.2f} | {100 * np.mean(got == reference):.1f} |", flush=True)
 

@@ -67,7 +67,8 @@ def rows() -> List[tuple]:
         ("-b 3 -t 1 + bias correction", from_tnn_flags(3, 0, 1), bc),
         ("-b 3 -t 1 + equalization + AdaRound + bias correction", from_tnn_flags(3, 0, 1),
          dict(equalization=True, **BEST)),
-        ("--best (-b 3 -t 1 + AdaRound + bias correction)", from_tnn_flags(3, 0, 1), BEST),
+        ("-b 3 -t 1 + AdaRound + bias correction", from_tnn_flags(3, 0, 1), BEST),
+        ("--best (-b 3, -t chosen on 32 calibration images, + AdaRound + bias correction)", None, "best"),
         ("-t 2 + equalization", from_tnn_flags(0, 0, 2), dict(equalization=True)),
         ("4-bit weights, round to nearest", w4, {}),
         ("4-bit weights, AdaRound", w4, dict(rounding=True)),
@@ -127,7 +128,7 @@ def metrics(s: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> Dict[st
 def main() -> None:
     import tnnformat
     from quantization_cmd import BlobConfig, QuantConfig, quantize
-    from quantization_cmd.api import default_passes
+    from quantization_cmd.api import default_passes, quantize_best
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heldout", type=int, default=400)
@@ -148,8 +149,12 @@ def main() -> None:
     print(f"statistics: {time.perf_counter() - started:.1f} s", file=sys.stderr)
     lines = [f"| fp32 | {fp32['top1']:.2f} | {fp32['top5']:.2f} | 100.0 | |"]
     for name, config, flags in rows():
-        result = quantize(net, {"data_0": calib}, config, statistics=None if flags.get("equalization") else stats,
-                          passes=default_passes(**flags))
+        if flags == "best":
+            result, choice = quantize_best(net, {"data_0": calib}, {"data_0": calib[:32]})
+            name += f": -t {choice.chosen}"
+        else:
+            result = quantize(net, {"data_0": calib}, config, statistics=None if flags.get("equalization") else stats,
+                              passes=default_passes(**flags))
         m = metrics(scores(result.net, x), labels, reference)
         tnn = f"{metrics(scores(tnnformat.load(*references[name]), x), labels, reference)['top1']:.2f}" \
             if name in references else ""

@@ -10,6 +10,7 @@ learned on the way out. The CLI is a thin shell around `quantize`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -82,7 +83,12 @@ def default_passes(histograms: bool = False, table: Optional[Dict[str, TableEntr
 #: weights it only makes the per-tensor blobs' channels unequal. Chosen by the ablation in
 #: benchmarks/range_methods.py.
 BEST = dict(rounding=True, bias_correction=True)
-BEST_FLAGS = dict(blob_method=3, weight_method=0, merge_type=1)
+BEST_FLAGS = dict(blob_method=3, weight_method=0)
+#: --best's candidate blob granularities, by TNN's merge type: asymmetric blobs per tensor
+#: (-t 1, weights per channel: spares the weights TNN's folding of per-channel input scales
+#: into them; SqueezeNet's best) or per channel (-t 0: keeps channel ranges apart, which PP-OCR's
+#: detector and classifier need). Each model gets the one its own outputs prefer.
+BEST_MERGE_TYPES = (1, 0)
 
 
 def prepare(net: Net, config: QuantConfig, table: Union[str, Dict[str, TableEntry], None] = None
@@ -99,6 +105,34 @@ def prepare(net: Net, config: QuantConfig, table: Union[str, Dict[str, TableEntr
     if table is not None:
         config = config.with_overrides(*table_overrides(table_name, table))
     return config, make_plan(net, config, infer_shapes(net)), table, table_name
+
+
+@dataclass
+class Choice:
+    """The candidate a comparison chose, every candidate's score and the winner's statistics."""
+
+    chosen: int
+    scores: Dict[int, float]
+    statistics: Statistics
+
+
+def output_sqnr(fidelity: Fidelity) -> float:
+    """The model outputs' mean SQNR in dB (-inf if an output went NaN or infinite)."""
+    values = [-math.inf if o.nonfinite else o.sqnr_db for o in fidelity.outputs]
+    return sum(values) / len(values) if values else -math.inf
+
+
+def choose_config(net: Net, samples: Samples, candidates: Dict[int, QuantConfig], check_samples: Samples, *,
+                  on_event: Listener = ignore, jobs: Union[int, Runner] = 1) -> Choice:
+    """Of `candidates` (configs by key), the one whose plain int8 model keeps the float model's
+    outputs closest (output SQNR on `check_samples`, a few calibration samples): a choice
+    made per model on its own data, where one default cannot suit every model."""
+    scores, statistics = {}, {}
+    for key, config in candidates.items():
+        result = quantize(net, samples, config, fidelity_samples=check_samples, on_event=on_event, jobs=jobs)
+        scores[key], statistics[key] = output_sqnr(result.fidelity), result.statistics
+    chosen = max(scores, key=lambda k: scores[k])
+    return Choice(chosen, scores, statistics[chosen])
 
 
 def quantize(net: Net, samples: Optional[Samples] = None, config: QuantConfig = QuantConfig(), *,
@@ -128,3 +162,16 @@ def quantize(net: Net, samples: Optional[Samples] = None, config: QuantConfig = 
                                               SampleSource(fidelity_samples, net, one_at_a_time),
                                               activation_bits(state.plan), state.plan.float_layers, on_event, runner)
     return result
+
+
+def quantize_best(net: Net, samples: Samples, check_samples: Samples, *, weight_method: int = 0,
+                  on_event: Listener = ignore, jobs: Union[int, Runner] = 1) -> Tuple[QuantResult, Choice]:
+    """`--best` in Python: -b 3 blobs at the granularity `choose_config` picks from
+    BEST_MERGE_TYPES on `check_samples` (a few calibration samples), then the BEST passes."""
+    from .config import from_tnn_flags
+
+    candidates = {m: from_tnn_flags(BEST_FLAGS["blob_method"], weight_method, m) for m in BEST_MERGE_TYPES}
+    choice = choose_config(net, samples, candidates, check_samples, on_event=on_event, jobs=jobs)
+    result = quantize(net, samples, candidates[choice.chosen], statistics=choice.statistics,
+                      passes=default_passes(**BEST), on_event=on_event, jobs=jobs)
+    return result, choice

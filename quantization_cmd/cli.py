@@ -24,6 +24,8 @@ from .config import (MAX_BITS, MIN_BITS, TNN_BLOB_METHODS, TNN_WEIGHT_METHODS,
                      load_json)
 from .inputs import SUFFIXES, list_input_files
 
+#: --best compares its candidate granularities on this many calibration samples.
+BEST_CHECK_SAMPLES = 32
 #: The comparison holds a batch's float blobs while the int8 model runs: small batches, small memory.
 COMPARE_BATCH = 4
 MERGE_TYPES = {0: "per-channel: blobs and weights per channel",
@@ -186,8 +188,9 @@ NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
 @click.option("--adaround", "rounding", is_flag=True,
               help="Rounding optimisation (AdaRound): learn each weight's rounding from the layer's inputs.")
 @click.option("--best", is_flag=True,
-              help="The most accurate preset: -b 3 -t 1 (unless -b, -t or --range say otherwise), "
-                   "--adaround and --bias_correction.")
+              help="The most accurate preset: -b 3 (unless -b or --range say otherwise) with blobs per "
+                   "tensor (-t 1) or per channel (-t 0), whichever keeps this model's outputs closer to "
+                   "float on 32 calibration samples (unless -t is given), --adaround and --bias_correction.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="JSON config: defaults and per-layer/blob overrides (see the README).")
 @click.option("--float_layers", help="Comma-separated layer names, globs or layer types to keep float.")
@@ -215,7 +218,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     in TNN's runtime. Then, unlike TNN's tool, it runs the int8 model beside the float one
     and prints how far each quantized blob drifts, worst first.
     """
-    from .api import BEST, BEST_FLAGS, default_passes, prepare, quantize
+    from .api import BEST, BEST_FLAGS, BEST_MERGE_TYPES, choose_config, default_passes, prepare, quantize
     from .report import format_table, write_html
     from .table import dump_table as write_table, table_header, write_encodings
 
@@ -240,12 +243,12 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
                        ("--best", best)):
         if used and not input_path:
             raise click.UsageError(f"{flag} measures on the calibration inputs: it needs -i")
+    choose_merge = False  # --best picks -t itself unless given one
     if best:  # its flags, where the user gave none
         source = click.get_current_context().get_parameter_source
         if range_method is None and source("blob_method") == ParameterSource.DEFAULT:
             blob_method = BEST_FLAGS["blob_method"]
-        if source("merge_type") == ParameterSource.DEFAULT:
-            merge_type = BEST_FLAGS["merge_type"]
+        choose_merge = source("merge_type") == ParameterSource.DEFAULT
     if load_table is not None and (tuning or best):
         raise click.UsageError(f"{'--best' if best else '--tune'} chooses the scales: it cannot start from --load_table")
     runner = open_runner(jobs, dask)
@@ -268,11 +271,24 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
 
     events = ProgressRenderer()
     try:
+        statistics = None
+        if choose_merge:
+            def candidate(merge: int):
+                return build_config(blob_method, weight_method, merge, config_file, float_layers, weight_bits,
+                                    blob_bits, range_method, range_param)
+
+            choice = choose_config(net, samples, {m: candidate(m) for m in BEST_MERGE_TYPES},
+                                   samples.first(BEST_CHECK_SAMPLES, compare_batch), on_event=events, jobs=runner)
+            merge_type, config, statistics = choice.chosen, candidate(choice.chosen), choice.statistics
+            events.close()
+            click.echo("--best: " + ", ".join(f"-t {m} ({MERGE_TYPES[m].split(':')[0]}) output SQNR {score:.1f} dB"
+                                              for m, score in choice.scores.items())
+                       + f" on {min(BEST_CHECK_SAMPLES, samples.count)} calibration samples: -t {merge_type}")
         chosen = dict(bias_correction=bias_correction, equalization=equalization, rounding=rounding, tuning=tuning)
         passes = default_passes(report_path is not None, prepared_table, str(load_table),
                                 **{k: v or (best and BEST.get(k, False)) for k, v in chosen.items()})
         extra_steps = [p.name for p in passes if p.name in EXTRA_STEPS]
-        result = quantize(net, samples, config, table=load_table, passes=passes,
+        result = quantize(net, samples, config, table=load_table, passes=passes, statistics=statistics,
                           fidelity_samples=check_source, on_event=events, jobs=runner)
         result.save(str(out_proto)[:-len(".tnnproto")])
         if dump_table:

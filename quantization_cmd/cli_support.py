@@ -241,6 +241,14 @@ class Samples:
         """The same screened items in batches of about `size` samples."""
         return self._part(0, len(self.items), size)
 
+    def first(self, count: int, size: int) -> "Samples":
+        """The first screened items holding at least `count` samples (all if fewer), in
+        batches of about `size`."""
+        stop, total = 0, 0
+        while stop < len(self.items) and total < count:
+            total, stop = total + self.sizes[stop], stop + 1
+        return self._part(0, stop, size)
+
     def _part(self, start: int, stop: int, size: int) -> "Samples":
         """Screened items start to stop, in batches of about `size` samples."""
         other = Samples(self.items[start:stop], self.inputs, self.prep, size)

@@ -3,6 +3,8 @@ layers where the right answer is known, the demo through the CLI, and SqueezeNet
 model run by TNN's own runtime."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -12,7 +14,7 @@ from kernels import Interpreter
 from kernels.ops.conv import arrange_filter, convolve, input_patches
 from quantization_cmd import BlobConfig, LayerConfig, QuantConfig, quantize
 from quantization_cmd.adaround import adaround, _loss
-from quantization_cmd.api import default_passes
+from quantization_cmd.api import default_passes, quantize_best
 from quantization_cmd.calibrate import ComputeScales, HistogramStatistics, RangeStatistics
 from quantization_cmd.cli import main
 from quantization_cmd.quantize import WriteInt8, dequantized, quantize_layer
@@ -138,9 +140,30 @@ def test_best_on_the_demo_names_its_steps(tmp_path):
                                        "-o", str(tmp_path / "q")])
     assert result.exit_code == 0, result.output
     assert "ASY_MIN_MAX blobs" in result.output and "mix: weights per channel, blobs per tensor" in result.output
+    # the demo's outputs prefer blobs per tensor, and the command says so with both scores
+    assert re.search(r"--best: -t 1 \(mix\) output SQNR [\d.]+ dB, -t 0 \(per-channel\) output SQNR [\d.]+ dB "
+                     r"on 32 calibration samples: -t 1", result.output), result.output
     assert "cross-layer equalization" not in result.output
+    given = CliRunner().invoke(main, ["-p", str(data / "digits.tnnproto"), "-m", str(data / "digits.tnnmodel"),
+                                      "-i", str(data / "calibration"), "--best", "-t", "2", "--skip_fidelity",
+                                      "-o", str(tmp_path / "q2")])
+    assert given.exit_code == 0 and "--best: " not in given.output and "per-tensor" in given.output
     assert "rounding optimisation, bias correction" in result.output
     assert (tmp_path / "q.tnnmodel").exists()
+
+
+def test_best_keeps_blobs_per_channel_where_one_channel_dwarfs_the_others():
+    """A blob whose first channel spans 100x the others' range: per tensor, the others get a
+    few codes, so the output suffers and the choice keeps that blob per channel."""
+    rng = np.random.default_rng(3)
+    net = two_convs(rng)
+    filt = net.resources["a"]["filter"].numpy().copy()
+    filt[0] *= 100
+    net.resources["a"]["filter"] = RawBuffer.from_array(filt)
+    x = rng.normal(0, 1, (32, 8, 8, 8)).astype(np.float32)
+    result, choice = quantize_best(net, {"x": x}, {"x": x[:16]})
+    assert choice.chosen == 0 and choice.scores[0] > choice.scores[1] + 3, choice.scores
+    assert result.net.scale_of("y").scale.size == 8  # the blob kept per channel
 
 
 def test_best_and_tune_refuse_a_table(tmp_path):
