@@ -1,0 +1,151 @@
+"""Per-layer sensitivity, mixed models and accuracy control (`--sensitivity`, `--max_drop`), on
+the demo: a layer given 3-bit weights on purpose must come out first and be the one reverted."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tnnformat
+from kernels import Interpreter
+from quantization_cmd import Override, QuantConfig, quantize
+from quantization_cmd.accuracy_control import Evaluator, accuracy_control
+from quantization_cmd.mixed import mixed_net, mixed_plan, revertible_layers
+from quantization_cmd.sensitivity import OutputError, partial_run, sensitivity
+from tnnformat.validate import validate
+
+from test_quant_library import DATA, DIGITS, PREP, digit_batches, digits, run
+from test_robust_cli import assert_no_output, assert_one_line_error, calibration, quantize as quantize_cmd
+
+BROKEN = "conv2"
+
+
+@pytest.fixture(scope="module")
+def broken():
+    """The demo with conv2's weights at 3 bits: the culprit every ranking must find."""
+    config = QuantConfig(overrides=(Override(layers=(BROKEN,), weights={"bits": 3}),))
+    return quantize(digits(), digit_batches(32), config)
+
+
+def full_error(result, float_layers, batches) -> OutputError:
+    """The output error of a mixed model run whole, as a check on the partial runs."""
+    expected, got = Interpreter(result.float_net), Interpreter(mixed_net(result, float_layers))
+    error = OutputError()
+    for batch in batches:
+        error.add(expected.forward(batch), got.forward(batch), "prob")
+    return error
+
+
+def test_partial_runs_give_the_full_runs_results(broken):
+    batches = digit_batches(16)
+    table = sensitivity(broken, batches)
+    every = revertible_layers(broken)
+    assert sorted(row.layer for row in table.rows) == sorted(every) and table.samples == 16
+    for row in table.rows:
+        reverted = full_error(broken, [row.layer], batches)
+        alone = full_error(broken, [name for name in every if name != row.layer], batches)
+        assert row.float_alone.error.ee == pytest.approx(reverted.error.ee, rel=1e-9, abs=1e-12)
+        assert row.int8_alone.error.ee == pytest.approx(alone.error.ee, rel=1e-9, abs=1e-12)
+        assert row.float_alone.agreement.agree == reverted.agreement.agree
+
+
+def test_only_the_layers_after_the_change_run(broken):
+    reference = Interpreter(broken.net).net
+    variant = Interpreter(mixed_net(broken, ["conv3"])).net
+    made = set(reference.inputs) | {b for layer in reference.layers for b in layer.outputs}
+    run_layers, needed = partial_run(variant, reference, made)
+    names = [variant.layers[i].name for i in run_layers]
+    assert "conv1" not in names and "conv2" not in names and names[0] == "conv3", names
+    assert needed and "input" not in needed
+
+
+def test_the_broken_layer_ranks_first_both_ways(broken):
+    table = sensitivity(broken, digit_batches(16))
+    assert table.ranking[0] == BROKEN
+    worst_alone = min(table.rows, key=lambda row: row.int8_alone.sqnr_db)
+    assert worst_alone.layer == BROKEN
+    assert table.rows[0].float_alone.sqnr_db > table.base.sqnr_db + 3
+
+
+def test_a_mixed_model_is_a_valid_tnn_model_with_its_followers_float(broken, tmp_path):
+    net = mixed_net(broken, ["conv1"])
+    validate(net)
+    tnnformat.save(net, tmp_path / "m.tnnproto", tmp_path / "m.tnnmodel")
+    loaded = tnnformat.load(tmp_path / "m.tnnproto", tmp_path / "m.tnnmodel")
+    quantized = {layer.name for layer in loaded.layers if layer.quantized}
+    assert "conv1" not in quantized and "conv2" in quantized
+    assert not any(layer.quantized for layer in loaded.layers if loaded.layers.index(layer) < 2
+                   and layer.type == "Pooling")
+    assert mixed_plan(broken, ["conv1"]).float_layers == ["conv1"]
+    x = digit_batches(8)[0]
+    np.testing.assert_array_equal(Interpreter(loaded).forward(x)["prob"], Interpreter(net).forward(x)["prob"])
+
+
+def test_accuracy_control_reverts_the_broken_layer_only(broken):
+    evaluator = Evaluator(broken.float_net, digit_batches(40), "cosine")
+    start = evaluator.score(broken.net)
+    target = (100 - start) / 4  # a quarter of the int8 model's drop
+    done = accuracy_control(broken, evaluator, digit_batches(16), target)
+    assert done.met and done.float_layers == [BROKEN], done.steps
+    assert done.steps[0].action == "int8 model" and done.steps[1].layer == BROKEN
+
+
+def test_an_unreachable_target_returns_the_best_model_within_the_cap(broken):
+    evaluator = Evaluator(broken.float_net, digit_batches(16), "cosine")
+    done = accuracy_control(broken, evaluator, digit_batches(16), 0.0, max_float_layers=1)
+    assert not done.met and done.float_layers == [BROKEN] and done.score > done.int8_score
+
+
+def test_the_command_prints_the_table_and_the_steps_and_writes_the_mixed_model(tmp_path):
+    args = DIGITS + ["-i", str(DATA / "calibration"), "--eval_path", str(DATA / "heldout"), *PREP,
+                     "--weight_bits", "4", "--sensitivity", "--max_drop", "0.05", "--metric", "cosine", "-o", "mixed"]
+    result = run(args, tmp_path)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "SQNR in dB over all outputs" in out and "only this float" in out
+    assert "accuracy control on held-out inputs" in out and "revert " in out and "target met" in out
+    mixed = tnnformat.load(tmp_path / "mixed.tnnproto", tmp_path / "mixed.tnnmodel")
+    floats = [layer.name for layer in mixed.layers if layer.type in ("Convolution", "InnerProduct")
+              and not layer.quantized]
+    assert floats and f"kept float: {', '.join(sorted(floats, key=[l.name for l in mixed.layers].index))}" in out
+
+
+def test_top1_on_the_calibration_inputs_says_so(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{p.name} {k % 10}\n" for k, p in enumerate(sorted((DATA / "calibration").glob("*.png")))))
+    result = run(DIGITS + ["-i", str(DATA / "calibration"), *PREP, "--max_drop", "100", "--metric", "top1",
+                           "-g", str(labels)], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "accuracy control on the calibration inputs" in result.output and "target met" in result.output
+
+
+def test_strict_fails_when_the_target_is_not_met_and_still_writes(tmp_path):
+    args = DIGITS + ["-i", calibration(tmp_path, 8), *PREP, "--weight_bits", "2", "--max_drop", "0",
+                     "--metric", "cosine", "--max_float_layers", "0", "--strict", "-o", "best"]
+    result = quantize_cmd(args, tmp_path)
+    assert_one_line_error(result, "--strict", "--max_drop")
+    assert "target NOT met" in result.stdout
+    assert (tmp_path / "best.tnnproto").exists()
+
+
+@pytest.mark.parametrize("extra, flag", [
+    (["--max_drop", "101"], "--max_drop"),
+    (["--max_drop", "-1"], "--max_drop"),
+    (["--max_drop", "1", "--metric", "top5"], "--metric"),
+    (["--max_drop", "1", "--max_float_layers", "-2"], "--max_float_layers"),
+    (["--max_drop", "1", "--metric", "top1"], "--metric top1"),
+    (["--strict"], "--strict"),
+])
+def test_bad_accuracy_flags_are_one_line_errors_naming_the_flag(tmp_path, extra, flag):
+    result = quantize_cmd(DIGITS + ["-i", calibration(tmp_path), *PREP, *extra], tmp_path)
+    assert_one_line_error(result, flag, code=2)
+    assert_no_output(tmp_path)
+
+
+def test_labels_that_miss_an_image_name_the_flag(tmp_path):
+    folder = calibration(tmp_path, 4)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{p.name} 1\n" for p in sorted(folder.iterdir())[:3]))
+    result = quantize_cmd(DIGITS + ["-i", folder, *PREP, "--max_drop", "1", "--metric", "top1", "-g", labels],
+                          tmp_path)
+    assert_one_line_error(result, "--ground_truth", "no label for 1 image", code=2)
+    assert_no_output(tmp_path)
