@@ -221,7 +221,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     and prints how far each quantized blob drifts, worst first.
     """
     from .api import BEST, BEST_FLAGS, default_passes, prepare, quantize
-    from .cli_accuracy import materialize, run_max_drop, run_sensitivity
+    from .cli_accuracy import materialize, run_diagnosis, run_max_drop, run_sensitivity
     from .eval_cmd import class_count
     from .fidelity import measure
     from .mixed import mixed_plan
@@ -297,6 +297,8 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         written, mixed = result.net, None
         if accuracy.wanted:
             batches = materialize(accuracy_source)
+            if accuracy.diagnose:
+                run_diagnosis(result, batches, source_label, events)
             ranking = run_sensitivity(result, batches, source_label, events) if accuracy.show_sensitivity else None
             if mixing:
                 mixed = run_max_drop(accuracy, result, batches, labels, source_label, ranking, events)

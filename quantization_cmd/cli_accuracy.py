@@ -24,6 +24,9 @@ def accuracy_options(command: Callable) -> Callable:
         click.option("--sensitivity", "show_sensitivity", is_flag=True,
                      help="Print per-layer sensitivity: the output error with only that layer int8, and with "
                           "only that layer float (on up to 100 of the evaluation inputs)."),
+        click.option("--diagnose", is_flag=True,
+                     help="Print the diagnosis: causes of int8 error by layer, with a fix for each (and the measured "
+                          "gain where the fix is automatic), on up to 100 of the evaluation inputs."),
         click.option("--max_drop", type=click.FloatRange(0, 100),
                      help="Accuracy-aware mixed precision: keep layers float, most sensitive first, until the "
                           "metric drops at most this many points from float; writes the mixed model."),
@@ -48,6 +51,7 @@ class AccuracyRequest:
     """What the flags ask for, checked."""
 
     show_sensitivity: bool
+    diagnose: bool
     max_drop: Optional[float]
     metric: str
     max_float_layers: Optional[int]
@@ -57,7 +61,7 @@ class AccuracyRequest:
 
     @property
     def wanted(self) -> bool:
-        return self.show_sensitivity or self.max_drop is not None
+        return self.show_sensitivity or self.diagnose or self.max_drop is not None
 
     def check(self, has_inputs: bool) -> None:
         """Flag combinations that make no sense: usage errors naming the flag."""
@@ -74,8 +78,8 @@ class AccuracyRequest:
         if labelled and self.metric != "top1":
             raise click.UsageError("-g/--ground_truth and --synsets are for --metric top1")
         if self.wanted and not has_inputs:
-            raise click.UsageError(f"{'--sensitivity' if self.show_sensitivity else '--max_drop'} "
-                                   "measures on inputs: give -i (and --eval_path)")
+            flag = "--sensitivity" if self.show_sensitivity else "--diagnose" if self.diagnose else "--max_drop"
+            raise click.UsageError(f"{flag} measures on inputs: give -i (and --eval_path)")
 
     def labels(self, samples: Samples, classes: int) -> Optional[List[int]]:
         """One label per evaluation sample (images only), or None without labels; labels that
@@ -114,6 +118,16 @@ def run_sensitivity(result, batches: Sequence[dict], source: str, events) -> Sen
     click.echo(f"sensitivity on {source}:")
     click.echo(format_sensitivity(ranked))
     return ranked
+
+
+def run_diagnosis(result, batches: Sequence[dict], source: str, events) -> None:
+    """The findings on up to SENSITIVITY_SAMPLES samples of `batches`, printed."""
+    from .diagnosis import diagnose, format_findings
+
+    findings = diagnose(result, _first_samples(batches, SENSITIVITY_SAMPLES), on_event=events)
+    events.close()
+    click.echo(f"on {source}:")
+    click.echo(format_findings(findings))
 
 
 def _first_samples(batches: Sequence[dict], count: int) -> List[dict]:

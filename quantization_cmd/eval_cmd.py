@@ -95,9 +95,12 @@ def accuracy(scores: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
 @click.option("--synsets", type=click.Path(dir_okay=False),
               help="Synset list (line k = class k); labels come from file names '<synset>_...'.")
 @preprocessing_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result as a JSON object (top1, top5, n).")
+@click.option("--compare", nargs=2, type=click.Path(dir_okay=False), metavar="FLOAT_PROTO FLOAT_MODEL",
+              help="Also run this float model and print the top-1 agreement with it.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as a JSON object (top1, top5, n; agreement with --compare).")
 @one_line_errors
-def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias, scale, as_json):
+def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias, scale, compare, as_json):
     """Top-1 and top-5 accuracy of a float or int8 TNN model on labeled images."""
     from kernels import Interpreter
 
@@ -106,6 +109,7 @@ def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias,
     started = time.perf_counter()
     net = tnnformat.load(proto, model)
     interpreter = Interpreter(net)
+    reference = Interpreter(tnnformat.load(*compare)) if compare else None
     input_name, shape, prep = model_input(net, reverse_channel, bias, scale)
     folder = Path(input_path)
     if not folder.is_dir():
@@ -117,20 +121,27 @@ def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias,
     check_classes(labels, class_count(net), ground_truth or synsets)
 
     samples = Samples([{input_name: f} for f in files], {input_name: shape}, prep)
-    scores, truth = [], []
+    scores, truth, agree = [], [], 0
     with click.progressbar(length=len(files), label="evaluating", file=sys.stderr) as bar:
         for item, arrays in samples.each_item():
             output = next(iter(interpreter.forward(arrays).values()))
             scores.append(output.reshape(output.shape[0], -1))
+            if reference is not None:
+                expected = next(iter(reference.forward(arrays).values()))
+                agree += int(np.sum(expected.reshape(len(expected), -1).argmax(1) == scores[-1].argmax(1)))
             truth.extend([labels[item[input_name].name]] * output.shape[0])
             bar.update(1)
     if not scores:
         raise click.ClickException(f"none of the {len(files)} images in '{input_path}' could be read")
     result = accuracy(np.concatenate(scores), np.array(truth))
+    if reference is not None:
+        result["agreement"] = agree / result["n"]
     if as_json:
         click.echo(json.dumps(result))
     else:
-        click.echo(f"top-1: {100 * result['top1']:.2f}%  top-5: {100 * result['top5']:.2f}%  "
+        agreement = f"  top-1 agreement with {Path(compare[0]).name}: {100 * result['agreement']:.2f}%" \
+            if reference is not None else ""
+        click.echo(f"top-1: {100 * result['top1']:.2f}%  top-5: {100 * result['top5']:.2f}%{agreement}  "
                    f"on {result['n']} images ({len(samples.skipped)} skipped) "
                    f"in {time.perf_counter() - started:.1f} s")
     sys.stdout.flush()

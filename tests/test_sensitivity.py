@@ -149,3 +149,32 @@ def test_labels_that_miss_an_image_name_the_flag(tmp_path):
                           tmp_path)
     assert_one_line_error(result, "--ground_truth", "no label for 1 image", code=2)
     assert_no_output(tmp_path)
+
+
+def test_eval_compare_prints_the_agreement_with_the_float_model(tmp_path):
+    from click.testing import CliRunner
+    from quantization_cmd.eval_cmd import main as eval_main
+
+    made = run(DIGITS + ["-i", str(DATA / "calibration"), *PREP, "--weight_bits", "3", "--skip_fidelity",
+                         "-o", "w3"], tmp_path)
+    assert made.exit_code == 0, made.output
+    args = ["-p", str(tmp_path / "w3.tnnproto"), "-m", str(tmp_path / "w3.tnnmodel"), "-i", str(DATA / "heldout"),
+            "-g", str(DATA / "heldout_labels.txt"), *PREP, "--json", "--compare", *DIGITS[1::2]]
+    result = CliRunner().invoke(eval_main, args)
+    assert result.exit_code == 0, result.output
+    import json
+    numbers = json.loads(result.output.strip().splitlines()[-1])
+    quantized, reference = Interpreter(tnnformat.load(tmp_path / "w3.tnnproto", tmp_path / "w3.tnnmodel")), \
+        Interpreter(digits())
+    from quantization_cmd.inputs import Preprocess, read_input_file
+    files = sorted((DATA / "heldout").glob("*.png"))
+    x = np.concatenate([read_input_file(f, (1, 1, 16, 16), Preprocess(False, (0.0,), (1 / 255,))) for f in files])
+    expected = np.mean(quantized.forward({"input": x})["prob"].argmax(1) == reference.forward({"input": x})["prob"].argmax(1))
+    assert numbers["n"] == 400 and numbers["agreement"] == pytest.approx(expected) and numbers["agreement"] < 1
+
+
+def test_the_command_diagnoses(tmp_path):
+    result = run(DIGITS + ["-i", str(DATA / "calibration"), *PREP, "-t", "2", "--diagnose", "--skip_fidelity"],
+                 tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "diagnosis, worst first:" in result.output and "float between int8: layer 'global_pool'" in result.output
