@@ -8,6 +8,8 @@ agreement with the float model (no labels needed); `cosine`, 100 x the cosine of
 against float's; `top1`, top-1 accuracy against labels. The order comes from `sensitivity`
 (output SQNR with only that layer float), re-ranked on top of the current mixed model after a
 revert that made the metric worse (where the first order was wrong), at most RERANKS times.
+A revert that leaves the metric unchanged is kept for now (its gain may show with the next
+one) and tried back in int8 once the target is met.
 """
 from __future__ import annotations
 
@@ -100,6 +102,7 @@ class MixedPrecision:
     score: float
     net: Net
     steps: List[Step] = field(default_factory=list)
+    no_gain: List[str] = field(default_factory=list)  # reverted without changing the metric
 
     @property
     def drop(self) -> float:
@@ -144,6 +147,8 @@ def accuracy_control(result: QuantResult, evaluator: Evaluator, ranking_samples:
         accepted = score >= done.score
         _record(done, Step("revert", layer, score, drop(score), accepted), on_step)
         if accepted:
+            if score == done.score:
+                done.no_gain.append(layer)
             done.float_layers, done.score, done.net = trial, score, net
         elif order and reranks < RERANKS:
             reranks += 1
@@ -160,9 +165,10 @@ def _record(done: MixedPrecision, step: Step, on_step: Callable[[Step], None]) -
 
 
 def _prune(result: QuantResult, evaluator: Evaluator, done: MixedPrecision, on_step: Callable[[Step], None]) -> None:
-    """Give each float layer back to int8, first reverted first, where the target still holds
-    (not the last one reverted: the model without it missed the target)."""
-    for layer in done.float_layers[:-1]:
+    """Give back to int8, first reverted first, each float layer whose revert left the metric
+    where it was, where the target still holds (a revert that raised the metric is needed: one
+    model evaluation per candidate is the cost, so only these are tried)."""
+    for layer in [name for name in done.float_layers[:-1] if name in done.no_gain]:
         trial = [name for name in done.float_layers if name != layer]
         net = mixed_net(result, trial)
         score = evaluator.score(net, f"evaluating with {layer} int8 again")
