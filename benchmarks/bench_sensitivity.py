@@ -1,6 +1,6 @@
 """Per-layer sensitivity of SqueezeNet 1.1's 26 convolutions on the 100 calibration images
-(`-r 1 -n 104,117,123 -s 1,1,1`, TNN's default `-b 0`), beside a plain calibration of the same
-model on the same images, against the issue's target of 2 minutes on this machine.
+(`-r 1 -n 104,117,123 -s 1,1,1`, TNN's default `-b 0`), both ways, beside a plain calibration
+of the same model on the same images; the issue's target is 2 minutes on this machine.
 
     python benchmarks/bench_sensitivity.py
 """
@@ -10,28 +10,26 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 TARGET_S = 120.0
 
 
+def timed(work):
+    """`work()`'s result and its wall time in seconds."""
+    started = time.perf_counter()
+    return work(), time.perf_counter() - started
+
+
 def main() -> None:
-    import tnnformat
     from quantization_cmd import from_tnn_flags, quantize
     from quantization_cmd.sensitivity import format_sensitivity, sensitivity
-    from range_methods import MODEL, SHARED, images
+    from range_methods import squeezenet_calibration
 
-    net = tnnformat.load(MODEL / "squeezenet1.1.tnnproto", MODEL / "squeezenet1.1.tnnmodel")
-    calib, _ = images(SHARED / "data" / "imagenet-calib-100", 100)
-    started = time.perf_counter()
-    result = quantize(net, {"data_0": calib}, from_tnn_flags(0, 0, 0))
-    calibration = time.perf_counter() - started
+    net, calib = squeezenet_calibration()
+    result, calibration = timed(lambda: quantize(net, {"data_0": calib}, from_tnn_flags(0, 0, 0)))
     convolutions = [layer.name for layer in result.plan.net.layers if layer.type == "Convolution"]
     batches = [{"data_0": calib[i:i + 8]} for i in range(0, len(calib), 8)]
-    started = time.perf_counter()
-    table = sensitivity(result, batches, layers=convolutions)
-    seconds = time.perf_counter() - started
+    table, seconds = timed(lambda: sensitivity(result, batches, layers=convolutions))
     print(format_sensitivity(table))
     print(f"plain calibration (-b 0): {calibration:.1f} s")
     print(f"sensitivity of {len(convolutions)} convolutions, both ways, {table.samples} images: {seconds:.1f} s "
