@@ -93,19 +93,54 @@ def partial_run(variant: Net, reference: Net, available: Set[str]) -> Tuple[List
             run.add(producer[blob])
 
 
-class _Variant:
-    """One model run partially against a reference, with its output error so far."""
+class Variant:
+    """One model run partially against a reference model, with its output error so far.
+    `activation_bits` narrows blobs as the interpreter simulates it; `case` labels it."""
 
-    def __init__(self, layer: str, net: Net, reference: Interpreter, available: Set[str]):
-        self.layer = layer
-        self.interpreter = Interpreter(net, check_finite=False)
-        self.run, self.needed = partial_run(self.interpreter.net, reference.net, available)
+    def __init__(self, layer: str, net: Net, reference: Interpreter,
+                 activation_bits: Optional[Dict[str, int]] = None, case: tuple = ()):
+        self.layer, self.case = layer, case
+        self.interpreter = Interpreter(net, activation_bits=activation_bits, check_finite=False)
+        self.run, self.needed = partial_run(self.interpreter.net, reference.net, _made(reference.net))
+        self.reference = reference
         self.error = OutputError()
 
     def evaluate(self, kept: Batch, expected: Dict[str, np.ndarray]) -> None:
         outputs = self.interpreter.forward_layers({b: kept[b] for b in self.needed}, self.run,
                                                   self.interpreter.net.outputs)
         self.error.add(expected, outputs, self.interpreter.net.outputs[0])
+
+
+def float_reference(result: QuantResult) -> Interpreter:
+    """The all-float model as mixed models are built, so that their unchanged layers match."""
+    return Interpreter(mixed_net(result, revertible_layers(result)), check_finite=False)
+
+
+def evaluate_variants(float_ref: Interpreter, others: Sequence[Interpreter], variants: Sequence[Variant],
+                      samples: Iterable[Batch], task: str, on_event: Listener = ignore) -> Tuple[List[OutputError], int]:
+    """Run every batch once through the float reference and each of `others` (keeping the
+    blobs the variants read), then each variant's partial run, spread over the cores. Returns
+    the output error of each of `others` and the sample count; the variants keep their own."""
+    references = [float_ref] + [r for r in others if r is not float_ref]
+    keep = {id(r): sorted(set().union(set(), *(v.needed for v in variants if v.reference is r)) - set(r.net.inputs))
+            for r in references}
+    errors = [OutputError() for _ in others]
+    total = getattr(samples, "batches", None)
+    on_event(Progress(task, 0, total))
+    count = 0
+    first = float_ref.net.outputs[0]
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for done, batch in enumerate(samples, 1):
+            kept = {id(r): dict(r.forward(batch, keep=keep[id(r)]), **batch) for r in references}
+            expected = {name: kept[id(float_ref)][name] for name in float_ref.net.outputs}
+            for error, other in zip(errors, others):
+                error.add(expected, kept[id(other)], first)
+            with single_threaded_blas():
+                list(pool.map(lambda v: v.evaluate(kept[id(v.reference)], expected), variants))
+            count += len(next(iter(batch.values())))
+            on_event(Progress(task, done, total))
+    on_event(TaskDone(task))
+    return errors, count
 
 
 @dataclass
@@ -153,34 +188,13 @@ def sensitivity(result: QuantResult, samples: Iterable[Batch], layers: Optional[
     candidates = [name for name in (layers if layers is not None else revertible_layers(result))
                   if name not in set(base_float)]
     every = revertible_layers(result)
-    float_ref = Interpreter(mixed_net(result, every), check_finite=False)
+    float_ref = float_reference(result)
     base_ref = Interpreter(mixed_net(result, base_float), check_finite=False)
-    float_blobs, base_blobs = _made(float_ref.net), _made(base_ref.net)
-    alone = [_Variant(name, mixed_net(result, [n for n in every if n != name]), float_ref, float_blobs)
+    alone = [Variant(name, mixed_net(result, [n for n in every if n != name]), float_ref)
              for name in candidates] if int8_alone else []
-    reverted = [_Variant(name, mixed_net(result, list(base_float) + [name]), base_ref, base_blobs)
-                for name in candidates]
-    keep_float = sorted(set().union(*(v.needed for v in alone)) - set(float_ref.net.inputs)) if alone else []
-    keep_base = sorted(set().union(*(v.needed for v in reverted)) - set(base_ref.net.inputs)) if reverted else []
-    base = OutputError()
-    task = "sensitivity" if not base_float else "re-ranking"
-    total = getattr(samples, "batches", None)
-    on_event(Progress(task, 0, total))
-    count = 0
-    with ThreadPoolExecutor(WORKERS) as pool:
-        for done, batch in enumerate(samples, 1):
-            kept_float = float_ref.forward(batch, keep=keep_float)
-            kept_base = base_ref.forward(batch, keep=keep_base)
-            expected = {name: kept_float[name] for name in float_ref.net.outputs}
-            base.add(expected, kept_base, float_ref.net.outputs[0])
-            kept_float.update(batch)
-            kept_base.update(batch)
-            jobs = [(v, kept_float) for v in alone] + [(v, kept_base) for v in reverted]
-            with single_threaded_blas():
-                list(pool.map(lambda job: job[0].evaluate(job[1], expected), jobs))
-            count += len(next(iter(batch.values())))
-            on_event(Progress(task, done, total))
-    on_event(TaskDone(task))
+    reverted = [Variant(name, mixed_net(result, list(base_float) + [name]), base_ref) for name in candidates]
+    (base,), count = evaluate_variants(float_ref, [base_ref], alone + reverted, samples,
+                                       "sensitivity" if not base_float else "re-ranking", on_event)
     types = {layer.name: layer.type for layer in result.plan.net.layers}
     by_alone = {v.layer: v.error for v in alone}
     rows = [LayerSensitivity(v.layer, types[v.layer], by_alone.get(v.layer), v.error) for v in reverted]

@@ -178,3 +178,21 @@ def test_the_command_diagnoses(tmp_path):
                  tmp_path)
     assert result.exit_code == 0, result.output
     assert "diagnosis, worst first:" in result.output and "float between int8: layer 'global_pool'" in result.output
+
+
+def test_bitwidth_whatif_at_8_bits_is_the_layer_alone_and_fewer_bits_cost_more():
+    from quantization_cmd import from_tnn_flags
+    from quantization_cmd.bitwidth import bitwidth_whatif, format_whatif
+
+    result = quantize(digits(), digit_batches(32), from_tnn_flags(0, 0, 0))
+    batches = digit_batches(16)
+    whatif = bitwidth_whatif(result, batches)
+    table = sensitivity(result, batches)
+    alone = {row.layer: row.int8_alone for row in table.rows}
+    assert set(whatif.errors) == {"conv1", "conv2", "conv3", "fc"}
+    for layer, cases in whatif.errors.items():
+        for kind in ("weights", "activations"):
+            assert cases[(kind, 8)].error.ee == pytest.approx(alone[layer].error.ee, rel=1e-9), (layer, kind)
+            four = cases[(kind, 4)].sqnr_db
+            assert four < cases[(kind, 6)].sqnr_db and four < cases[(kind, 8)].sqnr_db - 3, (layer, kind)
+    assert "weights 4-bit" in format_whatif(whatif)
