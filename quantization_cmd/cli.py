@@ -294,12 +294,13 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         mixing = accuracy.max_drop is not None
         result = quantize(net, samples, config, table=load_table, passes=passes,
                           fidelity_samples=None if mixing else check_source, on_event=events)
-        written, mixed = result.net, None
+        written, mixed, sections = result.net, None, []
         if accuracy.wanted:
             batches = materialize(accuracy_source)
             if accuracy.diagnose:
                 run_diagnosis(result, batches, source_label, events)
-            ranking = run_sensitivity(result, batches, source_label, events) if accuracy.show_sensitivity else None
+            ranking, sections = run_sensitivity(result, batches, source_label, events, report_path is not None) \
+                if accuracy.show_sensitivity else (None, [])
             if mixing:
                 mixed = run_max_drop(accuracy, result, batches, labels, source_label, ranking, events)
                 written = mixed.net
@@ -322,7 +323,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         click.echo(format_table(fidelity))
         if report_path is not None:
             write_html(report_path, f"int8 fidelity of {Path(proto).name}", fidelity, result.statistics,
-                       result.scales, plan)
+                       result.scales, plan, sections)
             click.echo(f"report: {report_path}")
     final = plan if mixed is None else mixed_plan(result, mixed.float_layers)
     if final.float_layers:

@@ -23,7 +23,8 @@ def accuracy_options(command: Callable) -> Callable:
     options = [
         click.option("--sensitivity", "show_sensitivity", is_flag=True,
                      help="Print per-layer sensitivity: the output error with only that layer int8, and with "
-                          "only that layer float (on up to 100 of the evaluation inputs)."),
+                          "only that layer float (on up to 100 of the evaluation inputs); with --report, the "
+                          "table and a bit-width what-if (4, 6, 8 bits per layer) go in the report too."),
         click.option("--diagnose", is_flag=True,
                      help="Print the diagnosis: causes of int8 error by layer, with a fix for each (and the measured "
                           "gain where the fix is automatic), on up to 100 of the evaluation inputs."),
@@ -111,13 +112,27 @@ def print_step(step: Step, metric: str) -> None:
                f"(drop {step.drop:.{digits}f})" + (f", {verdict}" if verdict else ""))
 
 
-def run_sensitivity(result, batches: Sequence[dict], source: str, events) -> Sensitivity:
-    """The table on up to SENSITIVITY_SAMPLES samples of `batches`, printed."""
-    ranked = sensitivity(result, _first_samples(batches, SENSITIVITY_SAMPLES), on_event=events)
+def run_sensitivity(result, batches: Sequence[dict], source: str, events, whatif: bool = False) -> tuple:
+    """The table on up to SENSITIVITY_SAMPLES samples of `batches`, printed, and the report's
+    sections: the table and (with `whatif`) the bit-width what-if."""
+    from .bitwidth import bitwidth_whatif, whatif_rows
+    from .sensitivity import SENSITIVITY_NOTE, sensitivity_rows
+
+    first = _first_samples(batches, SENSITIVITY_SAMPLES)
+    ranked = sensitivity(result, first, on_event=events)
     events.close()
     click.echo(f"sensitivity on {source}:")
     click.echo(format_sensitivity(ranked))
-    return ranked
+    sections = [(f"Per-layer sensitivity ({ranked.samples} samples of {source})", SENSITIVITY_NOTE,
+                 sensitivity_rows(ranked))]
+    if whatif:
+        table = bitwidth_whatif(result, first, on_event=events)
+        events.close()
+        sections.append((f"Bit-width what-if ({table.samples} samples)",
+                         "output SQNR in dB against float with only that layer quantized, its weights or its input "
+                         "activations at 4, 6 or 8 bits (the other at 8; narrower grids simulated)",
+                         whatif_rows(table)))
+    return ranked, sections
 
 
 def run_diagnosis(result, batches: Sequence[dict], source: str, events) -> None:

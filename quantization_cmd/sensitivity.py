@@ -208,6 +208,19 @@ def _cell(error: Optional[OutputError]) -> str:
     return f"{error.sqnr_db:8.1f} {'-' if agree is None else f'{agree:.1f}':>8}"
 
 
+SENSITIVITY_NOTE = ("the model's output error against float with only that layer int8 (the rest float) and "
+                    "with only that layer float (the rest int8): SQNR in dB over all outputs, higher is better; "
+                    "agree: top-1 agreement with float, %; ranked by the SQNR with only that layer float")
+
+
+def sensitivity_rows(result: Sensitivity) -> List[List[str]]:
+    """Header and one row per layer, in rank order (for the HTML report)."""
+    rows = [["layer", "type", "only this int8: SQNR dB", "agree %", "only this float: SQNR dB", "agree %"]]
+    for row in result.rows:
+        rows.append([row.layer, row.type] + _cell(row.int8_alone).split() + _cell(row.float_alone).split())
+    return rows
+
+
 def format_sensitivity(result: Sensitivity) -> str:
     """The ranked table, with the metric named."""
     width = max([len(r.layer) for r in result.rows] + [5])

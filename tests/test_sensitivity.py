@@ -196,3 +196,15 @@ def test_bitwidth_whatif_at_8_bits_is_the_layer_alone_and_fewer_bits_cost_more()
             four = cases[(kind, 4)].sqnr_db
             assert four < cases[(kind, 6)].sqnr_db and four < cases[(kind, 8)].sqnr_db - 3, (layer, kind)
     assert "weights 4-bit" in format_whatif(whatif)
+
+
+def test_the_report_holds_the_sensitivity_table_and_the_bitwidth_whatif(tmp_path):
+    from conftest import require
+
+    require("matplotlib")
+    result = run(DIGITS + ["-i", str(DATA / "calibration"), *PREP, "--sensitivity", "--report", "r.html"], tmp_path)
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r.html").read_text()
+    assert "<h2>Per-layer sensitivity (40 samples of the calibration inputs)</h2>" in page
+    assert "<h2>Bit-width what-if (40 samples)</h2>" in page and "<th>activations 4-bit</th>" in page
+    assert page.count("<tr><td>conv2</td>") == 2
