@@ -11,7 +11,8 @@ import click
 import numpy as np
 
 from .accuracy_control import METRICS, Evaluator, MixedPrecision, Step, accuracy_control
-from .cli_support import Samples
+from .api import QuantResult
+from .cli_support import ProgressRenderer, Samples
 from .sensitivity import Sensitivity, format_sensitivity, sensitivity
 
 #: Sensitivity ranks on at most this many of the evaluation samples (the table says how many).
@@ -112,7 +113,8 @@ def print_step(step: Step, metric: str) -> None:
                f"(drop {step.drop:.{digits}f})" + (f", {verdict}" if verdict else ""))
 
 
-def run_sensitivity(result, batches: Sequence[dict], source: str, events, whatif: bool = False) -> tuple:
+def run_sensitivity(result: QuantResult, batches: Sequence[dict], source: str, events: ProgressRenderer,
+                    whatif: bool = False) -> tuple:
     """The table on up to SENSITIVITY_SAMPLES samples of `batches`, printed, and the report's
     sections: the table and (with `whatif`) the bit-width what-if."""
     from .bitwidth import bitwidth_whatif, whatif_rows
@@ -135,7 +137,7 @@ def run_sensitivity(result, batches: Sequence[dict], source: str, events, whatif
     return ranked, sections
 
 
-def run_diagnosis(result, batches: Sequence[dict], source: str, events) -> None:
+def run_diagnosis(result: QuantResult, batches: Sequence[dict], source: str, events: ProgressRenderer) -> None:
     """The findings on up to SENSITIVITY_SAMPLES samples of `batches`, printed."""
     from .diagnosis import diagnose, format_findings
 
@@ -146,6 +148,7 @@ def run_diagnosis(result, batches: Sequence[dict], source: str, events) -> None:
 
 
 def _first_samples(batches: Sequence[dict], count: int) -> List[dict]:
+    """The batches cut to their first `count` samples: sensitivity and diagnosis need no more."""
     taken, out = 0, []
     for batch in batches:
         if taken >= count:
@@ -156,8 +159,9 @@ def _first_samples(batches: Sequence[dict], count: int) -> List[dict]:
     return out
 
 
-def run_max_drop(request: AccuracyRequest, result, batches: Sequence[dict], labels: Optional[Sequence[int]],
-                 source: str, ranking: Optional[Sensitivity], events) -> MixedPrecision:
+def run_max_drop(request: AccuracyRequest, result: QuantResult, batches: Sequence[dict],
+                 labels: Optional[Sequence[int]], source: str, ranking: Optional[Sensitivity],
+                 events: ProgressRenderer) -> MixedPrecision:
     """Accuracy control, each step printed as it is scored."""
     evaluator = Evaluator(result.float_net, batches, request.metric, labels, on_event=events)
     events.close()

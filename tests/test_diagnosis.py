@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from quantization_cmd import from_tnn_flags, quantize
 from quantization_cmd.diagnosis import diagnose, format_findings
@@ -10,7 +9,6 @@ from tnnformat import Layer, Net, RawBuffer
 from tnnformat.layer_types import spec
 from tnnformat.params import default_params
 
-from test_sensitivity import broken  # noqa: F401 (fixture)
 
 
 def conv(name, src, dst, cin, cout, k=1):

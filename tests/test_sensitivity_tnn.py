@@ -3,7 +3,6 @@ and (slow) SqueezeNet at `--max_drop 0.5` on top-1, calibrated on 100 images, ju
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
