@@ -222,3 +222,16 @@ def test_readme_sensitivity_example_runs(tmp_path, monkeypatch):
     exec(compile(block, "README.md", "exec"), scope)
     assert scope["table"].ranking[0] == "conv2" and scope["done"].float_layers == ["conv2"] and scope["done"].met
     assert (tmp_path / "digits_mixed.tnnmodel").exists()
+
+
+def test_partially_run_trials_score_as_full_runs(broken):
+    evaluator = Evaluator(broken.float_net, digit_batches(24), "cosine")
+    done = accuracy_control(broken, evaluator, digit_batches(16), 0.0)
+    current = []
+    reverts = [s for s in done.steps if s.action == "revert"]
+    assert len(reverts) >= 3
+    for step in reverts:
+        trial = current + [step.layer]
+        assert step.score == pytest.approx(evaluator.score(mixed_net(broken, trial)), abs=1e-9), step
+        if step.accepted:
+            current = trial
