@@ -10,7 +10,9 @@ against float's; `top1`, top-1 accuracy against labels. The order comes from `se
 revert that made the metric worse (where the first order was wrong), at most RERANKS times.
 A revert is kept when the metric rises, or stays (or falls by at most one sample, a discrete
 metric's noise) while the output SQNR against float rises; a kept revert that did not raise the
-metric is tried back in int8 once the target is met. Each model is scored on all evaluation
+metric is tried back in int8 once the target is met. When the order runs out short of the
+target, the undone reverts are made in a last pass, kept whatever they do (float is the
+target's last resort). Each model is scored on all evaluation
 samples; the run of a kept model also keeps the blobs the next trial reads, so that trial runs
 only the layers from its new float layer on.
 """
@@ -187,22 +189,28 @@ def accuracy_control(result: QuantResult, evaluator: Evaluator, ranking_samples:
     def drop(score: float) -> float:
         return evaluator.float_score - score
 
-    reranks, ahead, kept = 0, None, None
-    while order and not done.met and len(done.float_layers) < cap:
+    reranks, ahead, kept, undone, forced = 0, None, None, [], False
+    while not done.met and len(done.float_layers) < cap:
+        if not order:
+            if not undone or forced:
+                break
+            order, undone, forced, ahead = undone, [], True, None  # a last pass over the undone reverts
         layer = order.pop(0)
         trial = done.float_layers + [layer]
         net = ahead if ahead is not None and kept is not None else mixed_net(result, trial)
         ahead = mixed_net(result, trial + order[:1]) if order else None
         score, trial_sqnr, trial_kept = evaluator.evaluate(net, f"evaluating with {layer} float", kept, ahead)
-        accepted = score > done.score or (score == done.score and trial_sqnr >= sqnr) or \
+        accepted = forced or score > done.score or (score == done.score and trial_sqnr >= sqnr) or \
             (score >= done.score - evaluator.resolution and trial_sqnr > sqnr)
         _record(done, Step("revert", layer, score, drop(score), accepted), on_step)
         kept, worse = (trial_kept if accepted else None), score < done.score
+        if not accepted:
+            undone.append(layer)
         if accepted:
             if score <= done.score:
                 done.no_gain.append(layer)
             done.float_layers, done.score, done.net, sqnr = trial, score, net, trial_sqnr
-        if worse and order and reranks < RERANKS:
+        if worse and order and reranks < RERANKS and not forced:
             reranks += 1
             order = sensitivity(result, ranking_samples, layers=order, base_float=done.float_layers,
                                 int8_alone=False, on_event=on_event).ranking
