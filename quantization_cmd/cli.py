@@ -298,7 +298,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         if accuracy.wanted:
             batches = materialize(accuracy_source)
             if accuracy.diagnose:
-                run_diagnosis(result, batches, source_label, events)
+                run_diagnosis(result, batches, source_label, events, samples)
             ranking, sections = run_sensitivity(result, batches, source_label, events, report_path is not None) \
                 if accuracy.show_sensitivity else (None, [])
             if mixing:

@@ -137,11 +137,14 @@ def run_sensitivity(result: QuantResult, batches: Sequence[dict], source: str, e
     return ranked, sections
 
 
-def run_diagnosis(result: QuantResult, batches: Sequence[dict], source: str, events: ProgressRenderer) -> None:
-    """The findings on up to SENSITIVITY_SAMPLES samples of `batches`, printed."""
+def run_diagnosis(result: QuantResult, batches: Sequence[dict], source: str, events: ProgressRenderer,
+                  calibration: Optional[Samples]) -> None:
+    """The findings on up to SENSITIVITY_SAMPLES samples of `batches`, printed; fixes by
+    config are calibrated on `calibration` (the -i inputs) where there are some."""
     from .diagnosis import diagnose, format_findings
 
-    findings = diagnose(result, _first_samples(batches, SENSITIVITY_SAMPLES), on_event=events)
+    findings = diagnose(result, _first_samples(batches, SENSITIVITY_SAMPLES), on_event=events,
+                        calibration=calibration)
     events.close()
     click.echo(f"on {source}:")
     click.echo(format_findings(findings))

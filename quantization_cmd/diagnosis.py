@@ -66,6 +66,8 @@ class Finding:
         if self.gain is not None:
             before, after = self.gain
             measured = f"; measured: output SQNR {before:.1f} -> {after:.1f} dB ({after - before:+.1f})"
+            if after <= before:
+                measured += ": no better here, leave it"
         return f"{self.cause}: {where}{cost}: {self.detail}. Fix: {self.fix}{measured}"
 
 
@@ -292,8 +294,9 @@ class _Rules:
 
 
 def diagnose(result: QuantResult, samples: Iterable[Batch], on_event: Listener = ignore,
-             measure: int = MEASURED_FIXES) -> List[Finding]:
-    """Findings, worst first (hints last); the `measure` worst automatic fixes measured."""
+             measure: int = MEASURED_FIXES, calibration: Optional[Iterable[Batch]] = None) -> List[Finding]:
+    """Findings, worst first (hints last); the `measure` worst automatic fixes measured on
+    `samples`, a fix by config re-calibrated on `calibration` (default: `samples`)."""
     source = SampleSource(samples, result.float_net) if not isinstance(samples, SampleSource) else samples
     ranges, histograms = _channel_stats(result, source, on_event)
     rules = _Rules(result, ranges, histograms)
@@ -314,10 +317,11 @@ def diagnose(result: QuantResult, samples: Iterable[Batch], on_event: Listener =
             if finding.keep_float:
                 finding.gain = (base, _output_sqnr(result.float_net, mixed_net(result, finding.keep_float), batches))
                 continue
+            calib = calibration if calibration is not None else batches
             if requantized is None:  # the same default passes on both sides
-                requantized = _output_sqnr(result.float_net, quantize(result.float_net, batches, result.config).net,
+                requantized = _output_sqnr(result.float_net, quantize(result.float_net, calib, result.config).net,
                                            batches)
-            fixed = quantize(result.float_net, batches, result.config.with_overrides(finding.override)).net
+            fixed = quantize(result.float_net, calib, result.config.with_overrides(finding.override)).net
             finding.gain = (requantized, _output_sqnr(result.float_net, fixed, batches))
     return findings
 
