@@ -211,15 +211,9 @@ def test_the_report_holds_the_sensitivity_table_and_the_bitwidth_whatif(tmp_path
 
 
 def test_readme_sensitivity_example_runs(tmp_path, monkeypatch):
-    from conftest import REPO
+    from test_quant_library import run_readme_block
 
-    text = (REPO / "README.md").read_text()
-    start = text.index("runnable on the demo, with conv2's weights at 3 bits")
-    block = text[text.index("```python", start) + len("```python"):text.index("```", text.index("```python", start) + 9)]
-    (tmp_path / "data").symlink_to(REPO / "data")
-    monkeypatch.chdir(tmp_path)
-    scope = {}
-    exec(compile(block, "README.md", "exec"), scope)
+    scope = run_readme_block("runnable on the demo, with conv2's weights at 3 bits", tmp_path, monkeypatch)
     assert scope["table"].ranking[0] == "conv2" and scope["done"].float_layers == ["conv2"] and scope["done"].met
     assert (tmp_path / "digits_mixed.tnnmodel").exists()
 
