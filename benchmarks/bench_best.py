@@ -16,14 +16,12 @@ TARGET_S = 60.0
 
 
 def main() -> None:
-    import tnnformat
     from quantization_cmd import from_tnn_flags, quantize
     from quantization_cmd.api import BEST, BEST_FLAGS, default_passes
     from quantization_cmd.events import Progress, TaskDone
-    from range_methods import MODEL, SHARED, images
+    from range_methods import squeezenet_calibration
 
-    net = tnnformat.load(MODEL / "squeezenet1.1.tnnproto", MODEL / "squeezenet1.1.tnnmodel")
-    calib, _ = images(SHARED / "data" / "imagenet-calib-100", 100)
+    net, calib = squeezenet_calibration()
     base = from_tnn_flags(0, 0, 0)
     best = from_tnn_flags(**BEST_FLAGS, merge_type=int(sys.argv[1]) if len(sys.argv) > 1 else 0)
     for label, config, flags in (("-b 0", base, {}), ("--best", best, BEST)):

@@ -111,6 +111,14 @@ def images(folder: Path, count: int) -> Tuple[np.ndarray, np.ndarray]:
     return x, np.array([synsets.index(f.name.split("_")[0]) for f in files])
 
 
+def squeezenet_calibration():
+    """TNN's float SqueezeNet 1.1 and its 100 calibration images, preprocessed."""
+    import tnnformat
+
+    net = tnnformat.load(MODEL / "squeezenet1.1.tnnproto", MODEL / "squeezenet1.1.tnnmodel")
+    return net, images(SHARED / "data" / "imagenet-calib-100", 100)[0]
+
+
 def scores(net, x: np.ndarray) -> np.ndarray:
     from kernels import Interpreter
 

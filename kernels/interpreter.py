@@ -125,6 +125,25 @@ class Interpreter:
                 raise KernelError(f"blob '{bad}' holds NaN or infinite values")
         return results
 
+    def forward_layers(self, blobs: Dict[str, np.ndarray], run: List[int], wanted: Iterable[str]
+                       ) -> Dict[str, np.ndarray]:
+        """Only the layers at indices `run` (ascending), the blobs they read but do not make
+        taken from `blobs` (float values, e.g. kept from a run of another model that agrees
+        up there; an int8 layer requantizes a dequantized blob of its own scale exactly).
+        Returns the `wanted` blobs as float32. What sensitivity analysis runs: the part of
+        the graph after the layers that changed."""
+        values: Dict[str, Value] = dict(blobs)
+        wanted = list(wanted)
+        last = {b: i for i in run for b in self.net.layers[i].inputs}
+        with np.errstate(all="ignore"):
+            for index in run:
+                layer = self.net.layers[index]
+                values.update(zip(layer.outputs, self._run(index, layer, [values[b] for b in layer.inputs])))
+                for blob in layer.inputs:
+                    if last[blob] == index and blob not in wanted:
+                        values.pop(blob, None)
+        return {name: self._float(values[name]) for name in wanted}
+
     def batch_independent(self) -> bool:
         """True when images can run apart: every blob's first dim is the batch (its shapes at
         batch 1 and 2 differ exactly there) and no layer mixes samples (a softmax, slice,

@@ -43,6 +43,9 @@ class QuantResult:
     plan: Plan
     config: QuantConfig
     fidelity: Optional[Fidelity] = None
+    #: The float model the int8 one was made from (after passes that rewrite it, such as
+    #: equalization): where mixed models take their float layers' weights.
+    float_net: Optional[Net] = None
 
     def save(self, prefix: str) -> None:
         """Write `<prefix>.tnnproto` and `<prefix>.tnnmodel`."""
@@ -156,7 +159,8 @@ def quantize(net: Net, samples: Optional[Samples] = None, config: QuantConfig = 
     source = SampleSource(samples, net, one_at_a_time) if samples is not None else None
     with running(jobs) as runner:
         run(passes if passes is not None else default_passes(histograms, table, table_name), state, source, runner)
-        result = QuantResult(state.net, state.scales, state.statistics, state.plan, config)
+        result = QuantResult(state.net, state.scales, state.statistics, state.plan, config,
+                             float_net=state.float_net)
         if fidelity_samples is not None:
             result.fidelity = measure_sharded(state.plan.net, state.net,
                                               SampleSource(fidelity_samples, net, one_at_a_time),

@@ -16,6 +16,7 @@ from click.core import ParameterSource
 
 import tnnformat
 
+from .cli_accuracy import AccuracyRequest, accuracy_options
 from .cli_support import (ALL_INPUTS, BATCH, NumberChoice, ProgressRenderer, Samples, check_writable,
                           check_file_writable, model_inputs, one_line_errors, open_runner, parallel_options,
                           preprocessing_options, warn_skipped)
@@ -207,11 +208,12 @@ NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
               help="Write an HTML report: the table and every observed blob's histogram with its thresholds.")
 @click.option("--skip_fidelity", is_flag=True, help="Do not run the int8-vs-float comparison.")
 @parallel_options
+@accuracy_options
 @one_line_errors
 def main(proto, model, input_path, blob_method, weight_method, reverse_channel, bias, scale, merge_type,
          output, range_method, range_param, equalization, bias_correction, tuning, rounding, best, config_file, float_layers, weight_bits, blob_bits,
          dump_table, load_table, encodings,
-         eval_path, report_path, skip_fidelity, jobs, dask):
+         eval_path, report_path, skip_fidelity, jobs, dask, **accuracy_flags):
     """Quantize a float TNN model to int8, calibrated on a folder of images or tensors.
 
     Same flags, methods and output format as TNN's quantization_cmd; the int8 model loads
@@ -219,11 +221,18 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     and prints how far each quantized blob drifts, worst first.
     """
     from .api import BEST, BEST_FLAGS, BEST_MERGE_TYPES, choose_config, default_passes, prepare, quantize
+    from .cli_accuracy import materialize, run_diagnosis, run_max_drop, run_sensitivity
+    from .eval_cmd import class_count
+    from .fidelity import measure_sharded
+    from .mixed import mixed_plan
+    from .pipeline import SampleSource
     from .report import format_table, write_html
     from .table import dump_table as write_table, table_header, write_encodings
 
     started = time.perf_counter()
-    given = (proto, model, config_file, load_table)
+    accuracy = AccuracyRequest(**accuracy_flags)
+    accuracy.check(bool(input_path) or bool(eval_path))
+    given = (proto, model, config_file, load_table, accuracy.ground_truth, accuracy.synsets)
     out_proto, out_model = check_writable(output, given)
     if report_path is not None and skip_fidelity:
         raise click.UsageError("--report shows the int8-vs-float table: it cannot go with --skip_fidelity")
@@ -268,6 +277,15 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
             check_source = samples.rebatched(compare_batch)
         else:
             raise click.UsageError("with --load_table and no -i, give --eval_path or --skip_fidelity")
+    source_label = f"held-out inputs in {', '.join(eval_path)}" if eval_path else "the calibration inputs"
+    accuracy_source, labels = None, None
+    if accuracy.wanted:
+        if check_source is not None:
+            accuracy_source = check_source.rebatched(batch)
+        else:
+            accuracy_source = usable_samples(eval_path, inputs, prep, "'--eval_path'", batch, "held-out") \
+                if eval_path else samples
+        labels = accuracy.labels(accuracy_source, class_count(net))
 
     events = ProgressRenderer()
     try:
@@ -288,9 +306,25 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         passes = default_passes(report_path is not None, prepared_table, str(load_table),
                                 **{k: v or (best and BEST.get(k, False)) for k, v in chosen.items()})
         extra_steps = [p.name for p in passes if p.name in EXTRA_STEPS]
+        mixing = accuracy.max_drop is not None
         result = quantize(net, samples, config, table=load_table, passes=passes, statistics=statistics,
-                          fidelity_samples=check_source, on_event=events, jobs=runner)
-        result.save(str(out_proto)[:-len(".tnnproto")])
+                          fidelity_samples=None if mixing else check_source, on_event=events, jobs=runner)
+        written, mixed, sections = result.net, None, []
+        if accuracy.wanted:
+            batches = materialize(accuracy_source)
+            if accuracy.diagnose:
+                run_diagnosis(result, batches, source_label, events, samples)
+            ranking, sections = run_sensitivity(result, batches, source_label, events, report_path is not None) \
+                if accuracy.show_sensitivity else (None, [])
+            if mixing:
+                mixed = run_max_drop(accuracy, result, batches, labels, source_label, ranking, events)
+                written = mixed.net
+                if check_source is not None:
+                    result.fidelity = measure_sharded(result.plan.net, written,
+                                                      SampleSource(check_source, net, batch == 1), result.activation_bits,
+                                                      mixed_plan(result, mixed.float_layers).float_layers, events,
+                                                      runner)
+        tnnformat.save(written, str(out_proto), str(out_model))
         if dump_table:
             source = f"{samples.count} samples from {', '.join(input_path)}" if samples else f"table {load_table}"
             write_table(dump_table, result, table_header(str(proto), source, " ".join(sys.argv[1:])))
@@ -306,12 +340,13 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         click.echo(format_table(fidelity))
         if report_path is not None:
             write_html(report_path, f"int8 fidelity of {Path(proto).name}", fidelity, result.statistics,
-                       result.scales, plan)
+                       result.scales, plan, sections)
             click.echo(f"report: {report_path}")
-    if plan.float_layers:
-        click.echo(f"kept float: {', '.join(plan.float_layers)}")
-    click.echo(f"quantized {len(plan.quantized)} of {len(plan.net.layers)} layers "
-               f"({describe(config, merge_type, len(plan.float_layers), extra_steps)})")
+    final = plan if mixed is None else mixed_plan(result, mixed.float_layers)
+    if final.float_layers:
+        click.echo(f"kept float: {', '.join(final.float_layers)}")
+    click.echo(f"quantized {len(final.quantized)} of {len(plan.net.layers)} layers "
+               f"({describe(config, merge_type, len(final.float_layers), extra_steps)})")
     if samples is not None:
         click.echo(f"inputs: {samples.count} samples from {len(samples.items)} files, "
                    f"{len(samples.skipped)} skipped")
@@ -321,6 +356,9 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         if path:
             click.echo(f"wrote {path}")
     click.echo(f"wrote {out_proto} and {out_model} in {time.perf_counter() - started:.1f} s")
+    if mixed is not None and not mixed.met and accuracy.strict:
+        raise click.ClickException(f"--strict: the {accuracy.metric} drop {mixed.drop:.2f} is above --max_drop "
+                                   f"{accuracy.max_drop:.2f} (the best model found was written)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -87,24 +87,30 @@ def accuracy(scores: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
             "n": int(labels.size)}
 
 
-Scored = Tuple[List[np.ndarray], List[Item], List[Tuple[Path, str]]]
+Scored = Tuple[List[np.ndarray], List[Item], List[Tuple[Path, str]], int]
 
 
-def _interpreter(net):
+def _interpreter(nets):
+    """The model's interpreter and, with --compare, the float model's."""
     from kernels import Interpreter
 
-    return Interpreter(net)
+    net, reference = nets
+    return Interpreter(net), Interpreter(reference) if reference is not None else None
 
 
-def _score(interpreter, samples: Samples) -> Scored:
-    """The class scores of a shard's images (one row per sample), the item of each row, and
-    the files skipped."""
-    scores, rows = [], []
+def _score(interpreters, samples: Samples) -> Scored:
+    """The class scores of a shard's images (one row per sample), the item of each row, the
+    files skipped and, with a reference model, how many rows agree with its top-1."""
+    interpreter, reference = interpreters
+    scores, rows, agree = [], [], 0
     for item, arrays in samples.each_item():
         output = next(iter(interpreter.forward(arrays).values()))
         scores.append(output.reshape(output.shape[0], -1))
         rows.extend([item] * output.shape[0])
-    return scores, rows, samples.skipped
+        if reference is not None:
+            expected = next(iter(reference.forward(arrays).values()))
+            agree += int(np.sum(expected.reshape(len(expected), -1).argmax(1) == scores[-1].argmax(1)))
+    return scores, rows, samples.skipped, agree
 
 
 SCORE = Work(_interpreter, _score)
@@ -120,16 +126,21 @@ SCORE = Work(_interpreter, _score)
 @click.option("--synsets", type=click.Path(dir_okay=False),
               help="Synset list (line k = class k); labels come from file names '<synset>_...'.")
 @preprocessing_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result as a JSON object (top1, top5, n).")
+@click.option("--compare", nargs=2, type=click.Path(dir_okay=False), metavar="FLOAT_PROTO FLOAT_MODEL",
+              help="Also run this float model and print the top-1 agreement with it.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as a JSON object (top1, top5, n; agreement with --compare).")
 @parallel_options
 @one_line_errors
-def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias, scale, as_json, jobs, dask):
+def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias, scale, compare, as_json, jobs,
+         dask):
     """Top-1 and top-5 accuracy of a float or int8 TNN model on labeled images."""
     if (ground_truth is None) == (synsets is None):
         raise click.UsageError("give the labels with exactly one of -g/--ground_truth and --synsets")
     started = time.perf_counter()
     runner = open_runner(jobs, dask)
     net = tnnformat.load(proto, model)
+    reference = tnnformat.load(*compare) if compare else None
     input_name, shape, prep = model_input(net, reverse_channel, bias, scale)
     folder = Path(input_path)
     if not folder.is_dir():
@@ -142,10 +153,11 @@ def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias,
 
     shards = [Samples([{input_name: f} for f in part], {input_name: shape}, prep, warn=not runner.remote)
               for part in chunks(files, SHARD_SAMPLES)]
-    scores, truth, skipped = [], [], []
+    scores, truth, skipped, agree = [], [], [], 0
     with click.progressbar(length=len(files), label="evaluating", file=sys.stderr) as bar:
-        for shard, (part, rows, dropped) in zip(shards, runner.map(SCORE, net, shards)):
+        for shard, (part, rows, dropped, agreeing) in zip(shards, runner.map(SCORE, (net, reference), shards)):
             scores.extend(part)
+            agree += agreeing
             truth.extend(labels[item[input_name].name] for item in rows)
             skipped.extend(dropped)
             if runner.remote:  # read in a worker: its warnings are said here
@@ -155,10 +167,14 @@ def main(proto, model, input_path, ground_truth, synsets, reverse_channel, bias,
     if not scores:
         raise click.ClickException(f"none of the {len(files)} images in '{input_path}' could be read")
     result = accuracy(np.concatenate(scores), np.array(truth))
+    if reference is not None:
+        result["agreement"] = agree / result["n"]
     if as_json:
         click.echo(json.dumps(result))
     else:
-        click.echo(f"top-1: {100 * result['top1']:.2f}%  top-5: {100 * result['top5']:.2f}%  "
+        agreement = f"  top-1 agreement with {Path(compare[0]).name}: {100 * result['agreement']:.2f}%" \
+            if reference is not None else ""
+        click.echo(f"top-1: {100 * result['top1']:.2f}%  top-5: {100 * result['top5']:.2f}%{agreement}  "
                    f"on {result['n']} images ({len(skipped)} skipped) "
                    f"in {time.perf_counter() - started:.1f} s")
     sys.stdout.flush()

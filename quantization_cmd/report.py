@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -135,9 +135,22 @@ def _plot(stats: BlobStats, scale: BlobScale) -> str:
     return "".join(parts)
 
 
+#: An extra section of the report: its title, a sentence saying what the numbers are, the rows
+#: (header first).
+Section = Tuple[str, str, List[List[str]]]
+
+
+def _section(section: Section) -> str:
+    title, note, rows = section
+    cells = ["<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in rows[0]) + "</tr>"]
+    cells += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows[1:]]
+    return f"<h2>{html.escape(title)}</h2><p>{html.escape(note)}</p><table>{''.join(cells)}</table>"
+
+
 def write_html(path: str, title: str, fidelity: Fidelity, statistics: Statistics,
-               scales: Dict[str, BlobScale], plan: Plan) -> None:
-    """One self-contained page: the fidelity table and every observed blob's histogram."""
+               scales: Dict[str, BlobScale], plan: Plan, sections: Sequence[Section] = ()) -> None:
+    """One self-contained page: the fidelity table, the extra sections (sensitivity, bit-width
+    what-if) and every observed blob's histogram."""
     from .table import atomic_write
 
     stats = {blob: blob_stats(plan, statistics, blob) for blob in plan.blobs}
@@ -154,7 +167,9 @@ def write_html(path: str, title: str, fidelity: Fidelity, statistics: Statistics
     for row, err in zip(rows[1:], fidelity.worst_first + fidelity.outputs):
         flag = " class='bad'" if err.nonfinite or err.cosine < 0.99 else ""
         parts.append(f"<tr{flag}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
-    parts.append("</table><h2>Activation histograms and chosen thresholds</h2>")
+    parts.append("</table>")
+    parts.extend(_section(section) for section in sections)
+    parts.append("<h2>Activation histograms and chosen thresholds</h2>")
     for blob, s in stats.items():
         method = f"{s.config.method}, {s.config.bits} bits"
         granularity = "per tensor" if s.range.per_tensor else f"per channel ({s.channels})"

@@ -392,13 +392,21 @@ def test_a_new_range_method_is_one_registration():
     np.testing.assert_allclose(ratio, 0.5, rtol=1e-3)
 
 
-def test_readme_python_example_runs(tmp_path, monkeypatch):
+def run_readme_block(marker: str, tmp_path: Path, monkeypatch) -> dict:
+    """Run the README's first Python block after `marker` in tmp_path (with data/ linked in);
+    its variables."""
     text = (REPO / "README.md").read_text()
-    start = text.index("Runnable on the demo:")
+    start = text.index(marker)
     block = text[text.index("```python", start) + len("```python"):text.index("```", text.index("```python", start) + 9)]
     (tmp_path / "data").symlink_to(REPO / "data")
     monkeypatch.chdir(tmp_path)
-    exec(compile(block, "README.md", "exec"), {})
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    return scope
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    run_readme_block("Runnable on the demo:", tmp_path, monkeypatch)
     net = tnnformat.load(tmp_path / "digits_int8.tnnproto", tmp_path / "digits_int8.tnnmodel")
     assert not {layer.name: layer for layer in net.layers}["fc"].quantized
     assert np.abs(net.resources["conv3"]["filter"].numpy()).max() <= 7
