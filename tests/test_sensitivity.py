@@ -199,9 +199,6 @@ def test_bitwidth_whatif_at_8_bits_is_the_layer_alone_and_fewer_bits_cost_more()
 
 
 def test_the_report_holds_the_sensitivity_table_and_the_bitwidth_whatif(tmp_path):
-    from conftest import require
-
-    require("matplotlib")
     result = run(DIGITS + ["-i", str(DATA / "calibration"), *PREP, "--sensitivity", "--report", "r.html"], tmp_path)
     assert result.exit_code == 0, result.output
     page = (tmp_path / "r.html").read_text()
