@@ -1,7 +1,9 @@
-"""`--best` on SqueezeNet 1.1 with the 100 calibration images: wall time per step and in all,
-against the issue's target of 60 s on this machine and the plain `-b 0` calibration.
+"""`--best`'s steps on SqueezeNet 1.1 with the 100 calibration images: wall time per step and
+in all, against the issue's target of 60 s on this machine and the plain `-b 0` calibration,
+at the merge type given (default 0, the one --best chooses for SqueezeNet; its choice between
+-t 1 and -t 0 adds a second range pass and two int8 checks on 32 images).
 
-    python benchmarks/bench_best.py
+    python benchmarks/bench_best.py [merge type]
 """
 from __future__ import annotations
 

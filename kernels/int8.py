@@ -79,6 +79,16 @@ def accumulator_dtype(centered: np.ndarray, x: BlobScale, bias: Optional[np.ndar
     return np.float32 if largest_row * largest_input + largest_bias < FLOAT32_EXACT else np.float64
 
 
+def centered_input(x: Int8Blob, dtype: type) -> np.ndarray:
+    """The int8 codes minus their zero points, in the accumulator dtype (padding with 0 then
+    contributes nothing)."""
+    _, zero = x.scale.per_channel(x.values.ndim)
+    values = x.values.astype(dtype)
+    if zero.any():
+        values -= zero.astype(dtype)
+    return values
+
+
 def requantized(acc: np.ndarray, bias: Optional[np.ndarray], multiplier: np.ndarray) -> np.ndarray:
     """float(int32(acc + bias)) * multiplier, TNN's requantization, for exact integer sums `acc`
     held in accumulator_dtype (bias and multiplier shaped to broadcast against it). In float32

@@ -130,7 +130,8 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
 
     errors = {b: BlobError(b, label(b)) for b in compared}
     outputs = {b: BlobError(b, producers[b].name if b in producers else "") for b in int8_net.outputs}
-    result = Fidelity([], list(outputs.values()))
+    measures: Dict[str, OutputMeasure] = {}
+    samples = 0
     task = "comparing int8 with float"
     total = getattr(batches, "batches", None)
     emit(Progress(task, 0, total))
@@ -160,16 +161,16 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
         expected = {name: np.concatenate([p[1][name] for p in parts]) for name in outputs}
         got = {name: np.concatenate([p[2][name] for p in parts]) for name in outputs}
         if done == 1:
-            result.measures = {name: m for name in outputs if (m := measure_for(expected[name])) is not None}
+            measures = {name: m for name in outputs if (m := measure_for(expected[name])) is not None}
         for name, err in outputs.items():
             err.add(expected[name], got[name])
-            if name in result.measures:
-                result.measures[name].add(expected[name], got[name])
-        result.samples += next(iter(batch.values())).shape[0]
+            if name in measures:
+                measures[name].add(expected[name], got[name])
+        samples += next(iter(batch.values())).shape[0]
         emit(Progress(task, done, total))
     emit(TaskDone(task))
-    result.blobs = list(errors.values())
-    first = result.measures.get(int8_net.outputs[0])
+    result = Fidelity(list(errors.values()), list(outputs.values()), samples, measures=measures)
+    first = measures.get(int8_net.outputs[0])
     result.top1_agree = first.agree if isinstance(first, ClassAgreement) else None
     return result
 

@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tnnformat import BlobScale, Layer, Resource
 
 from ..errors import KernelError
-from ..int8 import accumulator_dtype, channel_values, requant_multiplier, requantized
+from ..int8 import accumulator_dtype, centered_input, channel_values, requant_multiplier, requantized
 from ..registry import Kernel, float_buffer, register
 from ..rounding import float2int8
 from ..tnn_optimizer import CONV_ACTIVATION_ADD, CONV_ADD_ACTIVATION, RELU, RELU6, SIGMOID_MUL
@@ -241,16 +241,12 @@ class Convolution(Kernel):
         add_scale = requant_multiplier(inputs[1].scale, outputs[0], out) if len(inputs) > 1 else None
         per_channel = (1, -1, 1, 1)
         return (arrange_filter(centered.astype(dtype), layer), None if bias is None else bias.reshape(per_channel),
-                multiplier.reshape(per_channel), add_scale, dtype)
+                multiplier.reshape(per_channel), add_scale)
 
     def run_int8(self, layer, state, inputs, outputs):
-        weights, bias, multiplier, add_scale, dtype = state
-        x = inputs[0]
-        _, zero = x.scale.per_channel(x.values.ndim)
-        shifted = x.values.astype(dtype)
-        if zero.any():
-            shifted -= zero.astype(dtype)
-        val = requantized(convolve(shifted, weights, layer), bias, multiplier)
+        weights, bias, multiplier, add_scale = state
+        dtype = (weights.rows[0] if weights.depthwise is None else weights.depthwise).dtype
+        val = requantized(convolve(centered_input(inputs[0], dtype), weights, layer), bias, multiplier)
         added = None
         if add_scale is not None:  # TNN's conv+add fusion: the Add's other operand, rescaled
             other, s = inputs[1], add_scale[None, :, None, None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import KernelError
-from ..int8 import accumulator_dtype, channel_values, requant_multiplier, requantized
+from ..int8 import accumulator_dtype, centered_input, channel_values, requant_multiplier, requantized
 from ..registry import Kernel, float_buffer, register
 from ..rounding import float2int8
 
@@ -54,9 +54,7 @@ class InnerProduct(Kernel):
 
     def run_int8(self, layer, state, inputs, outputs):
         weight_t, bias, multiplier = state
-        x = inputs[0]
-        _, zero = x.scale.per_channel(x.values.ndim)
-        rows = (x.values.astype(weight_t.dtype) - zero.astype(weight_t.dtype)).reshape(x.values.shape[0], -1)
+        rows = centered_input(inputs[0], weight_t.dtype).reshape(inputs[0].values.shape[0], -1)
         val = requantized(rows @ weight_t, bias, multiplier)
         zero_out = channel_values(outputs[0].zero_point, val.shape[1]).astype(np.float32)
         return [float2int8(val + zero_out)]
