@@ -78,15 +78,25 @@ def _padded(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.n
 
 @dataclass
 class ConvWeights:
-    """A filter arranged for the computation, in the dtype the computation runs in."""
+    """A filter arranged for the computation, in the dtype the computation runs in, with the
+    bias (if any) where the computation adds it: as a last column of the rows when the rows
+    multiply im2col columns (the columns get a row of ones, and BLAS adds the bias for free),
+    else as a vector added after the product."""
 
-    rows: List[np.ndarray]  # per group: (out_per_group, in_per_group * kh * kw)
+    rows: List[np.ndarray]  # per group: (out_per_group, in_per_group * kh * kw [+ 1 for the bias])
     in_per_group: int
     depthwise: Optional[np.ndarray]  # (channels, kh, kw) when every group has one input channel
+    bias: Optional[np.ndarray] = None  # (out,) unless it is a column of the rows
+    bias_column: bool = False
 
 
-def arrange_filter(weights: np.ndarray, layer: Layer) -> ConvWeights:
-    """`weights` (any shape holding out x in_per_group x kh x kw values) for `convolve`."""
+def _uses_im2col(p: dict) -> bool:
+    return not (p["kernel_h"] == p["kernel_w"] == 1 and p["stride_h"] == p["stride_w"] == 1)
+
+
+def arrange_filter(weights: np.ndarray, layer: Layer, bias: Optional[np.ndarray] = None) -> ConvWeights:
+    """`weights` (any shape holding out x in_per_group x kh x kw values) and the optional
+    bias (one per output channel) for `convolve`."""
     p = layer.params
     out, group = p["output_channel"], p["group"]
     if group <= 0 or out % group:
@@ -96,10 +106,15 @@ def arrange_filter(weights: np.ndarray, layer: Layer) -> ConvWeights:
         raise KernelError(f"layer '{layer.name}': filter of {weights.size} values does not fit "
                           f"{out} outputs and a {p['kernel_h']}x{p['kernel_w']} kernel")
     in_per_group = weights.size // (out * kernel)
+    if bias is not None and bias.size != out:
+        raise KernelError(f"layer '{layer.name}': {bias.size} bias values for {out} output channels")
     if in_per_group == 1 and out == group:
-        return ConvWeights([], 1, weights.reshape(out, p["kernel_h"], p["kernel_w"]))
+        return ConvWeights([], 1, weights.reshape(out, p["kernel_h"], p["kernel_w"]), bias)
     w = weights.reshape(group, out // group, in_per_group * kernel)
-    return ConvWeights([np.ascontiguousarray(g) for g in w], in_per_group, None)
+    if bias is not None and _uses_im2col(p):
+        w = np.concatenate([w, bias.reshape(group, out // group, 1).astype(w.dtype)], axis=2)
+        return ConvWeights([np.ascontiguousarray(g) for g in w], in_per_group, None, None, True)
+    return ConvWeights([np.ascontiguousarray(g) for g in w], in_per_group, None, bias)
 
 
 #: Values per block of a depthwise convolution: its output and product stay in the L2 cache.
@@ -134,8 +149,9 @@ def _depthwise(xp: np.ndarray, filt: np.ndarray, out: Tuple[int, int], stride: T
 
 
 def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer) -> np.ndarray:
-    """The convolution of NCHW `x` (already offset so that padding is 0) by `weights`,
-    computed in x's dtype: float32 for float models, float32 or float64 (exact integers) for int8."""
+    """The convolution of NCHW `x` (already offset so that padding is 0) by `weights`, plus
+    their bias, computed in x's dtype: float32 for float models, float32 or float64 (exact
+    integers) for int8."""
     p = layer.params
     n, c, h, w = x.shape
     group, in_per_group = p["group"], weights.in_per_group
@@ -147,21 +163,39 @@ def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer) -> np.ndarray:
     sh, sw, dh, dw = p["stride_h"], p["stride_w"], p["dilation_h"], p["dilation_w"]
     kh, kw = p["kernel_h"], p["kernel_w"]
     if weights.depthwise is not None:
-        return _depthwise(xp, weights.depthwise, (out_h, out_w), (sh, sw), (dh, dw))
-    if kh == kw == 1 and sh == sw == 1:
+        y = _depthwise(xp, weights.depthwise, (out_h, out_w), (sh, sw), (dh, dw))
+    elif not _uses_im2col(p):
         pixels = np.ascontiguousarray(xp[:, :, :out_h, :out_w]).reshape(n, group, in_per_group, -1)
         if group == 1:
-            return np.matmul(weights.rows[0], pixels[:, 0]).reshape(n, -1, out_h, out_w)
-        y = np.concatenate([np.matmul(rows, pixels[:, g]) for g, rows in enumerate(weights.rows)], axis=1)
-        return y.reshape(n, -1, out_h, out_w)
+            y = np.matmul(weights.rows[0], pixels[:, 0]).reshape(n, -1, out_h, out_w)
+        else:
+            y = np.concatenate([np.matmul(rows, pixels[:, g]) for g, rows in enumerate(weights.rows)], axis=1)
+            y = y.reshape(n, -1, out_h, out_w)
+    else:
+        y = _im2col_product(xp, weights, (out_h, out_w), (kh, kw), (sh, sw), (dh, dw))
+    if weights.bias is not None:
+        y += weights.bias.astype(y.dtype, copy=False).reshape(1, -1, 1, 1)
+    return y
+
+
+def _im2col_product(xp: np.ndarray, weights: ConvWeights, out: Tuple[int, int], kernel: Tuple[int, int],
+                    stride: Tuple[int, int], dilation: Tuple[int, int]) -> np.ndarray:
+    """Filter rows times im2col columns, per image and group, so that each GEMM writes NCHW
+    rows directly; the columns live in one buffer reused across images (it stays in cache),
+    with a last row of ones when the rows carry the bias."""
+    (out_h, out_w), (kh, kw), (sh, sw), (dh, dw) = out, kernel, stride, dilation
+    n, in_per_group = xp.shape[0], weights.in_per_group
     windows = sliding_window_view(xp, (_extent(kh, dh), _extent(kw, dw)), axis=(2, 3))
     windows = windows[:, :, :sh * (out_h - 1) + 1:sh, :sw * (out_w - 1) + 1:sw, ::dh, ::dw]
-    out_per_group = weights.rows[0].shape[0]
-    y = np.empty((n, group * out_per_group, out_h * out_w), x.dtype)
-    for image in range(n):  # per image, so that each GEMM writes NCHW rows directly
+    out_per_group, depth = weights.rows[0].shape
+    y = np.empty((n, len(weights.rows) * out_per_group, out_h * out_w), xp.dtype)
+    cols = np.empty((depth, out_h * out_w), xp.dtype)
+    if weights.bias_column:
+        cols[-1] = 1
+    patches = cols[:in_per_group * kh * kw].reshape(in_per_group, kh, kw, out_h, out_w)
+    for image in range(n):
         for g, rows in enumerate(weights.rows):
-            part = windows[image, g * in_per_group:(g + 1) * in_per_group]
-            cols = np.ascontiguousarray(part.transpose(0, 3, 4, 1, 2)).reshape(-1, out_h * out_w)
+            np.copyto(patches, windows[image, g * in_per_group:(g + 1) * in_per_group].transpose(0, 3, 4, 1, 2))
             np.matmul(rows, cols, out=y[image, g * out_per_group:(g + 1) * out_per_group])
     return y.reshape(n, -1, out_h, out_w)
 
@@ -220,13 +254,10 @@ class Convolution(Kernel):
 
     def prepare(self, layer: Layer, resource: Resource):
         bias = float_buffer(resource, "bias", layer).reshape(-1) if layer.params["bias"] else None
-        return arrange_filter(float_buffer(resource, "filter", layer), layer), bias
+        return arrange_filter(float_buffer(resource, "filter", layer), layer, bias)
 
     def run(self, layer, state, inputs):
-        weights, bias = state
-        y = np.ascontiguousarray(convolve(inputs[0], weights, layer), dtype=np.float32)
-        if bias is not None:
-            y += bias[None, :, None, None]
+        y = np.ascontiguousarray(convolve(inputs[0], state, layer), dtype=np.float32)
         return [activate(y, layer.params["activation_type"], layer)]
 
     def prepare_int8(self, layer, resource, inputs, outputs):

@@ -53,35 +53,51 @@ def _window_sizes(g: Geometry, height: int, width: int) -> np.ndarray:
     return np.outer(_window_counts(out_h, sh, top, kh, height), _window_counts(out_w, sw, left, kw, width))
 
 
-def _reduce_windows(x: np.ndarray, axis: int, kernel: int, stride: int, out: int, average: bool) -> np.ndarray:
-    """Max or sum over windows along one axis: pooling is separable, so two 1-D passes
-    (kh + kw steps) replace one 2-D pass (kh * kw steps)."""
-    result = None
-    for i in range(kernel):
-        index = [slice(None)] * x.ndim
-        index[axis] = slice(i, i + stride * (out - 1) + 1, stride)
-        patch = x[tuple(index)]
-        if result is None:
-            result = patch.copy()
-        elif average:
-            result += patch
+def _reduce_axis(x: np.ndarray, axis: int, kernel: int, stride: int, out: int, pad: int, average: bool,
+                 fill: np.generic) -> np.ndarray:
+    """Max or sum over the windows along one axis, padding left out (the same as padding with
+    the neutral value; a window holding no input value gets `fill`). Pooling is separable, so
+    two 1-D passes (kh + kw steps) replace one 2-D pass (kh * kw steps); the windows inside
+    the input are `kernel` strided slices, the few at the edges are reduced one by one."""
+    size = x.shape[axis]
+    first = min(out, -(-pad // stride)) if pad > 0 else 0  # windows starting in the padding
+    last = max(first, min(out, (size - kernel + pad) // stride + 1))  # windows ending inside
+    shape = list(x.shape)
+    shape[axis] = out
+    result = np.empty(shape, x.dtype)
+
+    def along(index: slice) -> tuple:
+        return (slice(None),) * axis + (index,)
+
+    if last > first:
+        inside = result[along(slice(first, last))]
+        combine = np.add if average else np.maximum
+        patches = [x[along(slice(begin, begin + stride * (last - first - 1) + 1, stride))]
+                   for begin in range(first * stride - pad, first * stride - pad + kernel)]
+        if kernel == 1:
+            np.copyto(inside, patches[0])
         else:
-            np.maximum(result, patch, out=result)
+            combine(patches[0], patches[1], out=inside)
+        for patch in patches[2:]:
+            combine(inside, patch, out=inside)
+    reduce = np.add.reduce if average else np.maximum.reduce
+    for k in [*range(first), *range(last, out)]:
+        begin, end = max(k * stride - pad, 0), min(k * stride - pad + kernel, size)
+        target = result[along(slice(k, k + 1))]
+        if begin < end:
+            target[...] = reduce(x[along(slice(begin, end))], axis=axis, keepdims=True)
+        else:
+            target[...] = fill
     return result
 
 
 def _window_reduce(x: np.ndarray, g: Geometry, average: bool, fill: np.generic) -> np.ndarray:
-    """Sum or max of every window: the input placed in a frame of `fill` (the neutral value,
-    whose dtype the frame takes), reduced along W then H."""
+    """Sum or max of every window, padding not counted, reduced along H then W (rows first:
+    their slices are whole contiguous rows, and the strided pass along W then runs on the
+    already smaller result)."""
     kh, kw, sh, sw, out_h, out_w, top, left = g
-    n, c, h, w = x.shape
-    frame_h, frame_w = max((out_h - 1) * sh + kh, top + h), max((out_w - 1) * sw + kw, left + w)
-    if (frame_h, frame_w, top, left) == (h, w, 0, 0):
-        frame = x
-    else:
-        frame = np.full((n, c, frame_h, frame_w), fill, fill.dtype)
-        frame[:, :, top:top + h, left:left + w] = x
-    return _reduce_windows(_reduce_windows(frame, 3, kw, sw, out_w, average), 2, kh, sh, out_h, average)
+    rows = _reduce_axis(x, 2, kh, sh, out_h, top, average, fill)
+    return _reduce_axis(rows, 3, kw, sw, out_w, left, average, fill)
 
 
 def _pool(x: np.ndarray, g: Geometry, average: bool) -> np.ndarray:
