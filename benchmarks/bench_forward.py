@@ -30,14 +30,21 @@ from tnn_as_onnx import random_net, to_onnx  # noqa: E402
 TNN_REFERENCE_MS = 330.0
 
 
-def per_image_ms(run, batch: np.ndarray, repeat: int) -> float:
-    run(batch)  # warm up
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run(batch)
-        best = min(best, time.perf_counter() - start)
-    return 1000 * best / batch.shape[0]
+def per_image_ms(runs, batch: np.ndarray, repeat: int, rounds: int = 2) -> list:
+    """Best ms per image of each run. The runs take turns (`rounds` times, so a slow moment of
+    the machine hits them alike); each turn starts with a pause, since OpenBLAS's threads spin
+    for about 0.1 s after a product and would take cores from the next run (onnxruntime's
+    pool at batch 1 lost up to 3x to them), then one untimed call, then `repeat` timed ones."""
+    best = [float("inf")] * len(runs)
+    for _ in range(rounds):
+        for k, run in enumerate(runs):
+            time.sleep(0.3)
+            run(batch)
+            for _ in range(repeat):
+                start = time.perf_counter()
+                run(batch)
+                best[k] = min(best[k], time.perf_counter() - start)
+    return [1000 * b / batch.shape[0] for b in best]
 
 
 def any_batch(path: Path) -> bytes:
@@ -76,9 +83,9 @@ def main() -> None:
         ort_input = session.get_inputs()[0].name
         for size in (1, 8):
             batch = np.random.default_rng(0).standard_normal((size,) + tuple(shape[1:])).astype(np.float32)
-            ours = per_image_ms(lambda b: interpreter.forward({name: b}), batch, args.repeat)
-            ort = per_image_ms(lambda b: session.run(None, {ort_input: b}), batch, args.repeat)
-            ours_int8 = per_image_ms(lambda b: int8.forward({name: b}), batch, args.repeat)
+            ours, ort, ours_int8 = per_image_ms([lambda b: interpreter.forward({name: b}),
+                                                 lambda b: session.run(None, {ort_input: b}),
+                                                 lambda b: int8.forward({name: b})], batch, args.repeat)
             target = 1.5 if size == 1 else 1.3
             print(f"{label:30s} batch {size}: float {ours:6.2f} ms/image, onnxruntime {ort:6.2f}: "
                   f"{ours / ort:4.2f}x (target {target}x); int8 {ours_int8:6.2f} ms/image: "

@@ -123,29 +123,43 @@ DEPTHWISE_BLOCK = 1 << 16
 
 def _depthwise(xp: np.ndarray, filt: np.ndarray, out: Tuple[int, int], stride: Tuple[int, int],
                dilation: Tuple[int, int]) -> np.ndarray:
-    """One multiply-add per kernel offset, over blocks of (image, channel) planes small enough
-    to stay in cache (whole tensors at a time spend their time waiting for memory); the sums
-    run in the same order as over whole tensors, so the result is the same."""
-    n, c = xp.shape[:2]
+    """One multiply-add per kernel offset over blocks of (image, channel) planes small enough
+    to stay in cache. Each plane is first cut into its stride phases (xp[a::sh, b::sw]), in
+    which every kernel offset reads a contiguous run: the outputs are computed on a grid as wide
+    as a phase row (the extra columns are dropped at the end), so each multiply-add is one long
+    vector operation instead of one per output row. The sums run in the same order whatever the
+    blocks, so the result does not depend on them."""
+    n, c, hp, wp = xp.shape
     (out_h, out_w), (sh, sw), (dh, dw) = out, stride, dilation
     kh, kw = filt.shape[1:]
-    planes = np.ascontiguousarray(xp).reshape(n * c, *xp.shape[2:])
-    plane_filters = np.broadcast_to(filt[None], (n,) + filt.shape).reshape(n * c, kh, kw)
-    y = np.empty((n * c, out_h, out_w), xp.dtype)
-    block = max(1, DEPTHWISE_BLOCK // max(out_h * out_w, 1))
-    product = np.empty((min(block, n * c), out_h, out_w), xp.dtype)
-    for start in range(0, n * c, block):
-        x_part, w_part, y_part = planes[start:start + block], plane_filters[start:start + block], y[start:start + block]
-        temp = product[:len(y_part)]
+    width = -(-wp // sw)
+    rows = max(-(-hp // sh), out_h + (kh - 1) * dh // sh) + 1  # a spare row: the last offsets run past
+    wide = out_h * width
+    planes = xp.reshape(n * c, hp, wp)
+    weights = np.broadcast_to(filt.reshape(1, c, kh * kw), (n, c, kh * kw)).reshape(n * c, kh * kw)
+    y = np.empty((n * c, wide), xp.dtype)
+    block = max(1, DEPTHWISE_BLOCK // max(wide, 1))
+    phases = np.zeros((sh, sw, min(block, n * c), rows, width), xp.dtype)  # margins stay 0
+    flat = phases.reshape(sh, sw, phases.shape[2], rows * width)
+    temp = np.empty((phases.shape[2], wide), xp.dtype)
+    for first in range(0, n * c, block):
+        count = min(first + block, n * c) - first
+        for a in range(sh):
+            for b in range(sw):
+                part = planes[first:first + count, a::sh, b::sw]
+                phases[a, b, :count, :part.shape[1], :part.shape[2]] = part
+        y_part, w_part, t_part = y[first:first + count], weights[first:first + count], temp[:count]
         for i in range(kh):
             for j in range(kw):
-                patch = x_part[:, i * dh:i * dh + sh * (out_h - 1) + 1:sh, j * dw:j * dw + sw * (out_w - 1) + 1:sw]
+                (row, a), (col, b) = divmod(i * dh, sh), divmod(j * dw, sw)
+                patch = flat[a, b, :count, row * width + col:row * width + col + wide]
+                tap = w_part[:, i * kw + j, None]
                 if i == j == 0:
-                    np.multiply(patch, w_part[:, 0, 0, None, None], out=y_part)
+                    np.multiply(patch, tap, out=y_part)
                 else:
-                    np.multiply(patch, w_part[:, i, j, None, None], out=temp)
-                    y_part += temp
-    return y.reshape(n, c, out_h, out_w)
+                    np.multiply(patch, tap, out=t_part)
+                    y_part += t_part
+    return y.reshape(n, c, out_h, width)[:, :, :, :out_w]
 
 
 def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer) -> np.ndarray:
@@ -174,7 +188,8 @@ def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer) -> np.ndarray:
     else:
         y = _im2col_product(xp, weights, (out_h, out_w), (kh, kw), (sh, sw), (dh, dw))
     if weights.bias is not None:
-        y += weights.bias.astype(y.dtype, copy=False).reshape(1, -1, 1, 1)
+        bias = weights.bias.astype(y.dtype, copy=False).reshape(1, -1, 1, 1)
+        y = np.add(y, bias, out=y if y.flags.c_contiguous else None)  # a cropped result: copied once here
     return y
 
 
