@@ -3,9 +3,10 @@
 
 A data pass is cut into shards of whole batches, SHARD_SAMPLES samples each whatever the
 number of workers; each shard's results are merged into the total in shard order. Statistics
-whose merge is exact (`exact = True`: ranges, integer histogram counts, per-sample lists) may
-be accumulated in place; the others (float sums) start afresh in every shard, locally too, so
-the sums are added in the same order wherever the shards ran. Work reaches workers as two
+whose merge is exact in any order (ranges, integer histogram counts) may be accumulated in
+place, one copy per thread when shards run here on every core at once; the others (float
+sums, per-sample lists) start afresh in every shard, locally too, so the sums are added in
+the same order wherever the shards ran. Work reaches workers as two
 module-level functions, `setup(shared) -> context` (run once per worker and pass, e.g. an
 Interpreter) and `run(context, shard) -> result`; the shared payload (the model, the empty
 statistics) travels once per worker and pass, not once per shard.
@@ -102,7 +103,7 @@ class Runner:
 LOCAL = Runner()
 
 
-def _in_order(submit: Callable[[Any], Any], result: Callable[[Any], Any], shards: Iterable[Any],
+def in_order(submit: Callable[[Any], Any], result: Callable[[Any], Any], shards: Iterable[Any],
               ahead: int) -> Iterator[Any]:
     """Results of `submit(shard)` handles, in order, with at most `ahead` outstanding."""
     pending: Deque[Any] = deque()
@@ -135,7 +136,7 @@ class Processes(Runner):
             with os.fdopen(fd, "wb") as f:
                 pickle.dump(shared, f, protocol=pickle.HIGHEST_PROTOCOL)
             ref = Shared(f"{os.getpid()}-{next(self._passes)}", path=path)
-            yield from _in_order(lambda s: self._pool.apply_async(_run_task, (work, ref, s)),
+            yield from in_order(lambda s: self._pool.apply_async(_run_task, (work, ref, s)),
                                  lambda handle: handle.get(), shards, AHEAD * self.jobs)
         finally:
             os.unlink(path)
@@ -167,7 +168,7 @@ class DaskCluster(Runner):
         token = f"{os.getpid()}-{id(self)}-{next(self._passes)}"
         [future] = self.client.scatter([Shared(token, value=shared)], broadcast=True, hash=False)
         try:
-            yield from _in_order(lambda s: self.client.submit(_run_task, work, future, s, pure=False),
+            yield from in_order(lambda s: self.client.submit(_run_task, work, future, s, pure=False),
                                  lambda handle: handle.result(), shards, AHEAD * self.jobs)
         finally:
             future.release()

@@ -154,6 +154,7 @@ class SampleQuantiles:
 
     kind = SAMPLE_QUANTILES
     exact = True  # lists in sample order: merged in shard order, as they were collected
+    ordered = True  # ... and only in that order
 
     def __init__(self, channels: int, per_tensor: bool, outlier: float):
         self.per_tensor, self.outlier = per_tensor, outlier
