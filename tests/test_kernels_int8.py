@@ -30,6 +30,20 @@ def make(type_name, name, inputs, outputs, quantized=True, **params):
     return Layer(type_name, name, inputs, outputs, default_params(spec(type_name).params, **params), quantized)
 
 
+def test_float2int8_shortcuts_give_the_same_codes():
+    """The sign-free path for values >= 0 and the NaN-free path for finite values give the
+    general path's codes, ties, float32's 0.49999997 + 0.5 = 1, -0.0 and saturation included."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(200_000) * 80).astype(np.float32)
+    x[::7] = np.round(x[::7]) + np.float32(0.5)
+    x[:6] = [0.49999997, -0.49999997, -0.0, 1e30, -1e30, 127.5]
+    assert np.array_equal(float2int8(x, finite=True), float2int8(x))
+    nonneg = np.maximum(x, np.float32(0))
+    nonneg[2] = -0.0
+    assert np.array_equal(float2int8(nonneg, nonnegative=True), float2int8(nonneg))
+    assert np.array_equal(float2int8(nonneg, nonnegative=True, finite=True), float2int8(nonneg))
+
+
 def test_float2int8_rounds_half_away_and_clamps_like_tnn():
     values = np.array([0.5, -0.5, 1.5, -1.5, 2.4999, 127.6, 300, -128.4, -300, np.nan], np.float32)
     assert float2int8(values).tolist() == [1, -1, 2, -2, 2, 127, 127, -128, -128, 0]

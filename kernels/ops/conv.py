@@ -236,9 +236,11 @@ def conv_shape(layer: Layer, input_shape) -> tuple:
     return (n, layer.params["output_channel"], out_h, out_w)
 
 
-def _finish_int8(val: np.ndarray, layer: Layer, out: BlobScale, added: Optional[np.ndarray]) -> np.ndarray:
+def _finish_int8(val: np.ndarray, layer: Layer, out: BlobScale, added: Optional[np.ndarray],
+                 finite: bool) -> np.ndarray:
     """The fused Add (before or after the activation), the fused activation and the final
-    rounding of an int8 convolution, in TNN's order; `val` is the kernel's own and is changed."""
+    rounding of an int8 convolution, in TNN's order; `val` is the kernel's own and is changed,
+    `finite` says it holds no NaN (exact sums times finite multipliers)."""
     channels, kind, fusion = val.shape[1], layer.params["activation_type"], layer.params.get("fusion_type", 0)
     shape = (1, -1, 1, 1)
     if fusion == CONV_ADD_ACTIVATION:
@@ -255,7 +257,8 @@ def _finish_int8(val: np.ndarray, layer: Layer, out: BlobScale, added: Optional[
     zero = channel_values(out.zero_point, channels)
     if zero.any():
         val += zero.astype(np.float32).reshape(shape)
-    return float2int8(val)
+    return float2int8(val, nonnegative=kind == RELU and fusion != CONV_ACTIVATION_ADD and not zero.any(),
+                      finite=finite)
 
 
 @register("Convolution")
@@ -298,7 +301,9 @@ class Convolution(Kernel):
             other, s = inputs[1], add_scale[None, :, None, None]
             zero_out = channel_values(other.scale.zero_point, val.shape[1]).astype(np.float32)[None, :, None, None]
             added = other.values.astype(np.float32) * s - zero_out * s
-        return [_finish_int8(val, layer, outputs[0], added)]
+        # no NaN can come out: exact sums (|acc| < 2**31) times multipliers too small to overflow
+        finite = bool((np.abs(multiplier) < 1e29).all()) and (add_scale is None or bool((np.abs(add_scale) < 1e29).all()))
+        return [_finish_int8(val, layer, outputs[0], added, finite)]
 
 
 def deconv_geometry(p: dict, height: int, width: int) -> Tuple[int, int, int, int]:
