@@ -207,13 +207,16 @@ NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write an HTML report: the table and every observed blob's histogram with its thresholds.")
 @click.option("--skip_fidelity", is_flag=True, help="Do not run the int8-vs-float comparison.")
+@click.option("--check_samples", type=click.IntRange(min=1),
+              help="Compare int8 with float on the first N inputs only (default: all): the comparison "
+                   "costs about 2.5 float passes over its inputs, the calibration 1-2.")
 @parallel_options
 @accuracy_options
 @one_line_errors
 def main(proto, model, input_path, blob_method, weight_method, reverse_channel, bias, scale, merge_type,
          output, range_method, range_param, equalization, bias_correction, tuning, rounding, best, config_file, float_layers, weight_bits, blob_bits,
          dump_table, load_table, encodings,
-         eval_path, report_path, skip_fidelity, jobs, dask, **accuracy_flags):
+         eval_path, report_path, skip_fidelity, check_samples, jobs, dask, **accuracy_flags):
     """Quantize a float TNN model to int8, calibrated on a folder of images or tensors.
 
     Same flags, methods and output format as TNN's quantization_cmd; the int8 model loads
@@ -236,6 +239,9 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     out_proto, out_model = check_writable(output, given)
     if report_path is not None and skip_fidelity:
         raise click.UsageError("--report shows the int8-vs-float table: it cannot go with --skip_fidelity")
+    if check_samples is not None and skip_fidelity:
+        raise click.UsageError("--check_samples sets the int8-vs-float table's inputs: it cannot go with "
+                               "--skip_fidelity")
     if report_path is not None:
         check_report_writable(report_path, given)
     for path, flag in ((dump_table, "'--dump_table'"), (encodings, "'--encodings'")):
@@ -277,6 +283,8 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
             check_source = samples.rebatched(compare_batch)
         else:
             raise click.UsageError("with --load_table and no -i, give --eval_path or --skip_fidelity")
+    table_source = check_source.first(check_samples, compare_batch) \
+        if check_source is not None and check_samples is not None else check_source
     source_label = f"held-out inputs in {', '.join(eval_path)}" if eval_path else "the calibration inputs"
     accuracy_source, labels = None, None
     if accuracy.wanted:
@@ -308,7 +316,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         extra_steps = [p.name for p in passes if p.name in EXTRA_STEPS]
         mixing = accuracy.max_drop is not None
         result = quantize(net, samples, config, table=load_table, passes=passes, statistics=statistics,
-                          fidelity_samples=None if mixing else check_source, on_event=events, jobs=runner)
+                          fidelity_samples=None if mixing else table_source, on_event=events, jobs=runner)
         written, mixed, sections = result.net, None, []
         if accuracy.wanted:
             batches = materialize(accuracy_source)
@@ -319,9 +327,9 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
             if mixing:
                 mixed = run_max_drop(accuracy, result, batches, labels, source_label, ranking, events)
                 written = mixed.net
-                if check_source is not None:
+                if table_source is not None:
                     result.fidelity = measure_sharded(result.plan.net, written,
-                                                      SampleSource(check_source, net, batch == 1), result.activation_bits,
+                                                      SampleSource(table_source, net, batch == 1), result.activation_bits,
                                                       mixed_plan(result, mixed.float_layers).float_layers, events,
                                                       runner)
         tnnformat.save(written, str(out_proto), str(out_model))
@@ -336,6 +344,8 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     plan, fidelity = result.plan, result.fidelity
     if fidelity is not None:
         source = f"held-out inputs in {', '.join(eval_path)}" if eval_path else "the calibration inputs"
+        if check_samples is not None:
+            source = f"the first {fidelity.samples} of {source}"
         click.echo(f"int8 against float on {source}, worst blob first:")
         click.echo(format_table(fidelity))
         if report_path is not None:

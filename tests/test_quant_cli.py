@@ -115,6 +115,8 @@ def test_no_usable_file_is_an_error_and_writes_nothing(tmp_path):
     (["-n", "1,2"], ["'-n' / '--bias'", "2 values given; the model's input 'input' has 1 channels"]),
     (["-s", "one"], ["'-s' / '--scale'", "not a comma-separated list of numbers"]),
     (["-o", "missing/dir/q"], ["'-o' / '--output'", "does not exist"]),
+    (["--check_samples", "0"], ["'--check_samples'", "0 is not in the range"]),
+    (["--check_samples", "2", "--skip_fidelity"], ["--check_samples", "cannot go with --skip_fidelity"]),
 ])
 def test_bad_flags_name_the_flag(tmp_path, args, fragments):
     folder = calibration_folder(tmp_path, count=1)
@@ -166,3 +168,18 @@ def test_eval_cmd_label_errors(tmp_path):
     synsets.write_text("n01\nn02\n")
     assert_clean_error(run(evaluate, args + ["--synsets", str(synsets)], tmp_path), 1, "synset 'digit' is not in")
     assert_clean_error(run(evaluate, args, tmp_path), 2, "exactly one of -g/--ground_truth and --synsets")
+
+
+def test_check_samples_limits_the_table_not_the_model(tmp_path):
+    """--check_samples N compares the first N inputs (the table says so); the model is the
+    one the whole check would have come with."""
+    folder = calibration_folder(tmp_path)
+    outputs = {}
+    for name, extra in (("all", []), ("three", ["--check_samples", "3"])):
+        result = run(quantize, MODEL + ["-i", str(folder), "-o", name] + PREP + extra, tmp_path)
+        assert result.exit_code == 0, result.output
+        outputs[name] = result.output
+    assert "int8 against float on the first 3 of the calibration inputs" in outputs["three"]
+    assert "int8 against float on the calibration inputs" in outputs["all"]
+    for suffix in (".tnnproto", ".tnnmodel"):
+        assert (tmp_path / f"all{suffix}").read_bytes() == (tmp_path / f"three{suffix}").read_bytes()
