@@ -96,6 +96,27 @@ def test_convolution(case):
          {"w": weight, "b": bias, "lo": np.float32(0), "hi": np.float32(6)})
 
 
+@pytest.mark.parametrize("shape, kernel, stride, dilation", [
+    ((2, 5, 9, 11), (3, 3), (1, 1), (1, 1)), ((1, 7, 10, 13), (3, 3), (2, 2), (1, 1)),
+    ((3, 4, 17, 12), (5, 3), (2, 1), (2, 3)), ((1, 3, 6, 6), (1, 1), (1, 1), (1, 1)),
+    ((1, 2, 9, 9), (3, 3), (3, 3), (1, 1)), ((2, 300, 61, 60), (3, 3), (2, 2), (1, 1))])  # the last: many blocks
+def test_depthwise_gives_the_sums_over_whole_tensors_bit_for_bit(shape, kernel, stride, dilation):
+    """Stride phases, the wide grid and cache-sized blocks change no bit: the same products
+    added in the same order as one multiply-add per kernel offset over whole tensors."""
+    from kernels.ops.conv import _depthwise
+
+    x, filt = rand(*shape), rand(shape[1], *kernel)
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    out = ((shape[2] - dh * (kh - 1) - 1) // sh + 1, (shape[3] - dw * (kw - 1) - 1) // sw + 1)
+    expected = None
+    for i in range(kh):
+        for j in range(kw):
+            patch = x[:, :, i * dh:i * dh + sh * (out[0] - 1) + 1:sh, j * dw:j * dw + sw * (out[1] - 1) + 1:sw]
+            term = patch * filt[None, :, i, j, None, None]
+            expected = term if expected is None else expected + term
+    assert np.array_equal(_depthwise(x, filt, out, stride, dilation), expected)
+
+
 @pytest.mark.parametrize("pad_type, size, stride", [(0, (7, 8), 2), (0, (6, 6), 3), (1, (9, 7), 2)])
 def test_convolution_same_and_valid_padding(pad_type, size, stride):
     """TNN's SAME pads the extra row and column at the end (ONNX's SAME_UPPER)."""
