@@ -74,10 +74,17 @@ def _conv(ctx: Context, node: Node, weight: np.ndarray, group: int) -> None:
     with_activation(ctx, node, emit)
 
 
+def _input_channels(ctx: Context, node: Node) -> int:
+    """Channels of a convolution's image input, which must be 4-D."""
+    if ctx.rank(node.inputs[0]) != 4:
+        raise ctx.fail(f"input of shape {list(ctx.shape(node.inputs[0]))}: a convolution takes a 4-D image")
+    return ctx.shape(node.inputs[0])[1]
+
+
 @converts("CONV_2D", attrs=CONV_OPTIONS)
 def conv2d(ctx: Context, node: Node) -> None:
     weight = ctx.need_const(node.inputs[1], "the filter").astype(np.float32)
-    in_channels = ctx.shape(node.inputs[0])[1]
+    in_channels = _input_channels(ctx, node)
     if weight.ndim != 4 or weight.shape[1] == 0 or in_channels % weight.shape[1]:
         raise ctx.fail(f"filter of shape {list(weight.shape)} does not fit {in_channels} channels")
     _conv(ctx, node, weight, in_channels // weight.shape[1])
@@ -86,7 +93,7 @@ def conv2d(ctx: Context, node: Node) -> None:
 @converts("DEPTHWISE_CONV_2D", attrs=CONV_OPTIONS + ("depth_multiplier",))
 def depthwise(ctx: Context, node: Node) -> None:
     weight = ctx.need_const(node.inputs[1], "the filter").astype(np.float32)
-    in_channels = ctx.shape(node.inputs[0])[1]
+    in_channels = _input_channels(ctx, node)
     if weight.ndim != 4 or weight.shape[0] != 1 or in_channels == 0 or weight.shape[1] % in_channels:
         raise ctx.fail(f"filter of shape {list(weight.shape)} does not fit {in_channels} channels")
     _conv(ctx, node, weight.reshape(weight.shape[1], 1, *weight.shape[2:]), in_channels)
