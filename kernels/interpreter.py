@@ -68,6 +68,46 @@ class Interpreter:
         for index, layer in enumerate(net.layers):
             for blob in layer.inputs:
                 self.last_use[blob] = index
+        self._into, self._assembled = self._concat_plan()
+
+    def _concat_plan(self) -> tuple:
+        """Float concatenations along channels whose every input is a float convolution's only
+        output, read by nothing else: those convolutions write straight into their slice of
+        the concatenation (one copy of every such blob saved). Returns (producer index ->
+        (concatenation blob, first channel)), (concatenation index -> (its blob, per-sample
+        shape))."""
+        readers: Dict[str, int] = {}
+        for layer in self.net.layers:
+            for blob in layer.inputs:
+                readers[blob] = readers.get(blob, 0) + 1
+        producer = {blob: i for i, layer in enumerate(self.net.layers) for blob in layer.outputs}
+        into, assembled = {}, {}
+        shapes = None
+        for index, (kernel, layer) in enumerate(zip(self.kernels, self.net.layers)):
+            if layer.type != "Concat" or layer.quantized or len(set(layer.inputs)) != len(layer.inputs):
+                continue
+            makers = [producer.get(b) for b in layer.inputs]
+            if any(m is None or readers[b] != 1 or b in self.net.outputs or not self._writes_into(m)
+                   for m, b in zip(makers, layer.inputs)):
+                continue
+            if shapes is None:
+                try:
+                    shapes = infer_shapes(self.net, {k: (1,) + tuple(v[1:]) for k, v in self.net.inputs.items()})
+                except (KernelError, ValueError, IndexError, KeyError):
+                    return {}, {}
+            shape = shapes[layer.outputs[0]]
+            if len(shape) != 4 or layer.params["axis"] % 4 != 1:
+                continue
+            first = 0
+            for m, blob in zip(makers, layer.inputs):
+                into[m] = (layer.outputs[0], first, shapes[blob][1])
+                first += shapes[blob][1]
+            assembled[index] = (layer.outputs[0], tuple(shape[1:]))
+        return into, assembled
+
+    def _writes_into(self, index: int) -> bool:
+        layer = self.net.layers[index]
+        return self.scales[index] is None and len(layer.outputs) == 1 and hasattr(self.kernels[index], "run_into")
 
     def _check_inputs(self, inputs: Dict[str, np.ndarray]) -> Dict[str, Value]:
         blobs: Dict[str, Value] = {}
@@ -102,6 +142,28 @@ class Interpreter:
             return [Int8Blob(limit_bits(r, bits.get(b)), s) for b, r, s in zip(layer.outputs, results, outs)]
         floats = kernel.run(layer, state, [a.dequantize() for a in int8_args])
         return [quantize(f, s, bits.get(b)) for b, f, s in zip(layer.outputs, floats, outs)]
+
+    def _run_planned(self, index: int, layer: Layer, args: List[Value],
+                     concatenations: Dict[str, np.ndarray]) -> List[Value]:
+        """`_run`, except where the concatenation plan has a convolution write into its slice
+        of a concatenation, and that concatenation then take the assembled buffer."""
+        target = self._into.get(index)
+        if target is not None:
+            blob, first, channels = target
+            whole = concatenations.get(blob)
+            if whole is None:
+                whole = concatenations[blob] = np.empty((args[0].shape[0],) + self._assembled_shape(blob), np.float32)
+            out = whole[:, first:first + channels]
+            self.kernels[index].run_into(layer, self.states[index], [self._float(a) for a in args], out)
+            return [out]
+        if index in self._assembled:
+            whole = concatenations.pop(self._assembled[index][0], None)
+            if whole is not None and all(isinstance(a, np.ndarray) and a.base is whole for a in args):
+                return [whole]
+        return self._run(index, layer, args)
+
+    def _assembled_shape(self, blob: str) -> tuple:
+        return next(shape for out, shape in self._assembled.values() if out == blob)
 
     def forward(self, inputs: Dict[str, np.ndarray], hook: Optional[Hook] = None,
                 keep: Iterable[str] = ()) -> Dict[str, np.ndarray]:
@@ -170,6 +232,7 @@ class Interpreter:
         if hook is not None:
             for name, value in blobs.items():
                 hook(None, name, value)
+        concatenations: Dict[str, np.ndarray] = {}  # assembled in place (see _concat_plan)
         for index, layer in enumerate(self.net.layers):
             try:
                 args = [blobs[b] for b in layer.inputs]
@@ -177,7 +240,7 @@ class Interpreter:
                 raise KernelError(f"layer '{layer.name}' reads blob '{exc.args[0]}', which no earlier "
                                   "layer or input produces") from None
             try:
-                outputs = self._run(index, layer, args)
+                outputs = self._run_planned(index, layer, args, concatenations)
             except KernelError:
                 raise
             except (ValueError, IndexError, ZeroDivisionError, TypeError) as exc:

@@ -135,3 +135,27 @@ def test_layers_that_mix_samples_are_not_split_across_threads():
     np.testing.assert_allclose(got, np.exp(relu) / np.exp(relu).sum(0), rtol=1e-6)
     per_sample = Interpreter(random_model("squeezenet_v1.1"))
     assert per_sample.batch_independent() and not Interpreter(tiny(layers)).batch_independent()
+
+
+@pytest.mark.parametrize("name", ["squeezenet_v1.1", "inception_v3", "inception_v4"])
+def test_concatenations_assembled_in_place_change_nothing(name):
+    """Convolutions that write straight into their slice of a concatenation give, to the bit,
+    the outputs, hooked blobs and kept blobs of the plain run (models with many concatenations)."""
+    net = random_model(name)
+    planned, plain = Interpreter(net), Interpreter(net)
+    plain._into, plain._assembled = {}, {}
+    assert planned._assembled, "no concatenation was planned"
+    x = random_input(net, batch=2)
+    kept = [planned.net.layers[i].outputs[0] for i in list(planned._into)[:3]]
+    a, b = planned.forward(x, keep=kept), plain.forward(x, keep=kept)
+    assert list(a) == list(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    seen_a, seen_b = {}, {}
+    planned.forward(x, hook=lambda layer, blob, value: seen_a.__setitem__(blob, value.copy()))
+    plain.forward(x, hook=lambda layer, blob, value: seen_b.__setitem__(blob, value.copy()))
+    assert list(seen_a) == list(seen_b) and all(np.array_equal(seen_a[k], seen_b[k]) for k in seen_a)
+
+
+def test_int8_concatenations_are_not_assembled_in_place():
+    """A quantized concatenation requantizes its inputs: nothing writes into it."""
+    planned = Interpreter(random_model("quant_squeezenet_v1.1"))
+    assert planned._into == {} and planned._assembled == {}

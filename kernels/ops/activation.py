@@ -56,6 +56,10 @@ class ReLU(Unary):
     def run_int8(self, layer, state, inputs, outputs):
         return [np.maximum(inputs[0].values, 0).astype(np.int8)]
 
+    def run_into(self, layer, state, inputs, out: np.ndarray) -> None:
+        """`run` written into `out` (the slice of a concatenation, see the interpreter)."""
+        np.maximum(inputs[0], np.float32(0), out=out)
+
 
 @register("Clip")
 class Clip(Kernel):

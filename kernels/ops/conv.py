@@ -162,10 +162,19 @@ def _depthwise(xp: np.ndarray, filt: np.ndarray, out: Tuple[int, int], stride: T
     return y.reshape(n, c, out_h, width)[:, :, :, :out_w]
 
 
-def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer) -> np.ndarray:
+def _rows_view(out: np.ndarray, n: int, channels: int) -> np.ndarray:
+    """`out` (n, channels, h, w), e.g. a channel slice of a concatenation, seen as (n, channels,
+    h * w) without a copy (assigning the shape raises if a copy were needed)."""
+    rows = out.view()
+    rows.shape = (n, channels, -1)
+    return rows
+
+
+def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer, out: Optional[np.ndarray] = None) -> np.ndarray:
     """The convolution of NCHW `x` (already offset so that padding is 0) by `weights`, plus
     their bias, computed in x's dtype: float32 for float models, float32 or float64 (exact
-    integers) for int8."""
+    integers) for int8. With `out` (of the result's shape and dtype, e.g. a channel slice of
+    the concatenation it goes to) the result is written there and returned."""
     p = layer.params
     n, c, h, w = x.shape
     group, in_per_group = p["group"], weights.in_per_group
@@ -176,34 +185,44 @@ def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer) -> np.ndarray:
     xp = _padded(x, top, bottom, left, right)
     sh, sw, dh, dw = p["stride_h"], p["stride_w"], p["dilation_h"], p["dilation_w"]
     kh, kw = p["kernel_h"], p["kernel_w"]
+    channels = p["output_channel"]
+    rows = None if out is None else _rows_view(out, n, channels)
     if weights.depthwise is not None:
         y = _depthwise(xp, weights.depthwise, (out_h, out_w), (sh, sw), (dh, dw))
+        if out is not None and weights.bias is None:
+            np.copyto(out, y)
+            y = out
     elif not _uses_im2col(p):
         pixels = np.ascontiguousarray(xp[:, :, :out_h, :out_w]).reshape(n, group, in_per_group, -1)
         if group == 1:
-            y = np.matmul(weights.rows[0], pixels[:, 0]).reshape(n, -1, out_h, out_w)
+            y = np.matmul(weights.rows[0], pixels[:, 0], out=rows)
         else:
-            y = np.concatenate([np.matmul(rows, pixels[:, g]) for g, rows in enumerate(weights.rows)], axis=1)
-            y = y.reshape(n, -1, out_h, out_w)
+            y = np.concatenate([np.matmul(w, pixels[:, g]) for g, w in enumerate(weights.rows)], axis=1, out=rows)
+        y = y.reshape(n, channels, out_h, out_w)
     else:
-        y = _im2col_product(xp, weights, (out_h, out_w), (kh, kw), (sh, sw), (dh, dw))
+        y = _im2col_product(xp, weights, (out_h, out_w), (kh, kw), (sh, sw), (dh, dw), rows)
     if weights.bias is not None:
         bias = weights.bias.astype(y.dtype, copy=False).reshape(1, -1, 1, 1)
-        y = np.add(y, bias, out=y if y.flags.c_contiguous else None)  # a cropped result: copied once here
+        if out is not None:
+            y = np.add(y, bias, out=out)
+        else:
+            y = np.add(y, bias, out=y if y.flags.c_contiguous else None)  # a cropped result: copied once here
     return y
 
 
 def _im2col_product(xp: np.ndarray, weights: ConvWeights, out: Tuple[int, int], kernel: Tuple[int, int],
-                    stride: Tuple[int, int], dilation: Tuple[int, int]) -> np.ndarray:
+                    stride: Tuple[int, int], dilation: Tuple[int, int], y: Optional[np.ndarray] = None) -> np.ndarray:
     """Filter rows times im2col columns, per image and group, so that each GEMM writes NCHW
-    rows directly; the columns live in one buffer reused across images (it stays in cache),
-    with a last row of ones when the rows carry the bias."""
+    rows directly (into `y`, (n, channels, pixels), if given); the columns live in one buffer
+    reused across images (it stays in cache), with a last row of ones when the rows carry the
+    bias."""
     (out_h, out_w), (kh, kw), (sh, sw), (dh, dw) = out, kernel, stride, dilation
     n, in_per_group = xp.shape[0], weights.in_per_group
     windows = sliding_window_view(xp, (_extent(kh, dh), _extent(kw, dw)), axis=(2, 3))
     windows = windows[:, :, :sh * (out_h - 1) + 1:sh, :sw * (out_w - 1) + 1:sw, ::dh, ::dw]
     out_per_group, depth = weights.rows[0].shape
-    y = np.empty((n, len(weights.rows) * out_per_group, out_h * out_w), xp.dtype)
+    if y is None:
+        y = np.empty((n, len(weights.rows) * out_per_group, out_h * out_w), xp.dtype)
     cols = np.empty((depth, out_h * out_w), xp.dtype)
     if weights.bias_column:
         cols[-1] = 1
@@ -277,6 +296,13 @@ class Convolution(Kernel):
     def run(self, layer, state, inputs):
         y = np.ascontiguousarray(convolve(inputs[0], state, layer), dtype=np.float32)
         return [activate(y, layer.params["activation_type"], layer)]
+
+    def run_into(self, layer, state, inputs, out: np.ndarray) -> None:
+        """`run`, its one output written into `out` (float32, e.g. the concatenation's slice)."""
+        y = activate(convolve(inputs[0].astype(np.float32, copy=False), state, layer, out),
+                     layer.params["activation_type"], layer)
+        if y is not out:
+            np.copyto(out, y)
 
     def prepare_int8(self, layer, resource, inputs, outputs):
         p = layer.params
