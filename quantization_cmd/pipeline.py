@@ -17,7 +17,8 @@ from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, 
 
 import numpy as np
 
-from kernels import Interpreter
+from kernels import Interpreter, KernelError
+from kernels.shapes import infer_shapes
 from kernels.threads import WORKERS, parallel_batches_possible, single_threaded_blas
 from tnnformat import BlobScale, Net
 
@@ -231,13 +232,25 @@ def _local_shards(groups: Iterable[Tuple[int, List[Batch]]], local: Callable[[in
                              lambda handle: (handle[0], handle[1].result()), groups, WORKERS)
 
 
-#: Statistics accumulated in place are copied once per thread: above this size (per-channel
-#: histograms of a large model, 114 MB on SqueezeNet) the statistics pass runs in one thread.
+#: Shards run one per core at once only when what each thread adds stays small: its copy of
+#: the statistics accumulated in place (per-channel histograms of SqueezeNet: 114 MB) and the
+#: blobs of its forward pass (all of a batch's blobs, an upper bound: SqueezeNet 138 MB at
+#: batch 8; ResNet50 and Inception v3 670-720 MB, and they run in one thread).
 LANE_BYTES = 32 << 20
+THREAD_BLOB_BYTES = 256 << 20
 
 
 def _nbytes(stat: Statistic) -> int:
     return sum(v.nbytes for v in vars(stat).values() if isinstance(v, np.ndarray))
+
+
+def _batch_blob_bytes(interpreter: Interpreter, batch: int) -> int:
+    """Bytes of all of a batch's float blobs (inf if the shapes cannot be inferred)."""
+    try:
+        shapes = infer_shapes(interpreter.net, {k: (1,) + tuple(v[1:]) for k, v in interpreter.net.inputs.items()})
+    except (KernelError, ValueError, IndexError, KeyError):
+        return 1 << 62
+    return 4 * batch * sum(int(np.prod(shape)) for shape in shapes.values())
 
 
 def collect(net: Net, samples: Optional[SampleSource], requests: Mapping[StatKey, Statistic],
@@ -252,10 +265,15 @@ def collect(net: Net, samples: Optional[SampleSource], requests: Mapping[StatKey
     # one copy per thread that reads shards here; the others start afresh in every shard
     pooled = {k: s for k, s in requests.items() if getattr(s, "exact", False) and not getattr(s, "ordered", False)}
     lanes: Dict[int, Statistics] = {}
-    threads = sum(_nbytes(stat) for stat in pooled.values()) <= LANE_BYTES
+    lane_lock = threading.Lock()
+    threads = sum(_nbytes(stat) for stat in pooled.values()) <= LANE_BYTES and \
+        _batch_blob_bytes(interpreter, samples.batch_size) <= THREAD_BLOB_BYTES
 
     def local(first: int, batches: List[Batch]) -> Statistics:
-        lane = lanes.setdefault(threading.get_ident(), fresh(pooled, first))
+        with lane_lock:  # the first thread accumulates into the requests themselves, others into copies
+            lane = lanes.get(threading.get_ident())
+            if lane is None:
+                lane = lanes[threading.get_ident()] = fresh(pooled, first) if lanes else pooled
         part = fresh({k: s for k, s in requests.items() if k not in pooled}, first)
         observe(interpreter, {**lane, **part}, batches)
         return part
