@@ -270,10 +270,10 @@ def collect(net: Net, samples: Optional[SampleSource], requests: Mapping[StatKey
         _batch_blob_bytes(interpreter, samples.batch_size) <= THREAD_BLOB_BYTES
 
     def local(first: int, batches: List[Batch]) -> Statistics:
-        with lane_lock:  # the first thread accumulates into the requests themselves, others into copies
+        with lane_lock:  # in threads, each into its own copy of the untouched requests
             lane = lanes.get(threading.get_ident())
             if lane is None:
-                lane = lanes[threading.get_ident()] = fresh(pooled, first) if lanes else pooled
+                lane = lanes[threading.get_ident()] = fresh(pooled, first) if threads else pooled
         part = fresh({k: s for k, s in requests.items() if k not in pooled}, first)
         observe(interpreter, {**lane, **part}, batches)
         return part
