@@ -70,7 +70,14 @@ class Registry:
         unknown = sorted(set(node.attrs) - converter.attrs)
         if unknown:
             raise ctx.fail(f"attribute '{unknown[0]}' is not supported")
-        converter.run(ctx, node)
+        try:
+            converter.run(ctx, node)
+        except ConversionError:
+            raise
+        except (IndexError, KeyError, TypeError, ValueError) as exc:
+            # a damaged file: an input the op needs is missing, or shaped unlike anything it takes
+            raise ctx.fail(f"its inputs, shapes or attributes do not fit the op ({type(exc).__name__}: {exc})") \
+                from None
 
 
 def build(graph: Graph, registry: Registry, data_types: Mapping[str, DataType],

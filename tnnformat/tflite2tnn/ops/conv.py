@@ -35,6 +35,9 @@ def _axes(ctx: Context, node: Node, source: str, kernel: Sequence[int],
     if min(strides) < 1 or min(dilations) < 1:
         raise ctx.fail("strides and dilations must be positive")
     sizes, outs = ctx.shape(source)[2:], ctx.shape(node.outputs[0])[2:]
+    if len(outs) != len(sizes):
+        raise ctx.fail(f"output of shape {list(ctx.shape(node.outputs[0]))} for an input of shape "
+                       f"{list(ctx.shape(source))}")
     extents = [d * (k - 1) + 1 for k, d in zip(kernel, dilations)]
     pads = onnx_pads(padding, [], sizes, extents, strides, outs)
     axes = [Axis(size, extent, stride, begin, end, out)

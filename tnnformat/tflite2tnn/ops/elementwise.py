@@ -36,6 +36,8 @@ def _operand(ctx: Context, name: str, rank: int) -> str:
 
 @converts(*BINARY, attrs=("fused_activation_function",))
 def binary(ctx: Context, node: Node) -> None:
+    if len(node.inputs) < 2:
+        raise ctx.fail(f"{len(node.inputs)} input(s): the op takes two")
     rank = ctx.rank(node.outputs[0])
     a, b = (_operand(ctx, name, rank) for name in node.inputs[:2])
     with_activation(ctx, node, lambda out: emit_binary(ctx, BINARY[node.op_type], a, b, out))
