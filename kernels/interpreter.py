@@ -71,11 +71,11 @@ class Interpreter:
         self._into, self._assembled = self._concat_plan()
 
     def _concat_plan(self) -> tuple:
-        """Float concatenations along channels whose every input is a float convolution's only
-        output, read by nothing else: those convolutions write straight into their slice of
-        the concatenation (one copy of every such blob saved). Returns (producer index ->
-        (concatenation blob, first channel)), (concatenation index -> (its blob, per-sample
-        shape))."""
+        """Float concatenations along channels whose every input is the only output of a float
+        layer that can write into a given array (convolutions, ReLU), read by nothing else:
+        those layers write straight into their slice of the concatenation (one copy of every
+        such blob saved). Returns (producer index -> (concatenation blob, its per-sample shape,
+        first channel, channels)) and (concatenation index -> its blob)."""
         readers: Dict[str, int] = {}
         for layer in self.net.layers:
             for blob in layer.inputs:
@@ -83,7 +83,7 @@ class Interpreter:
         producer = {blob: i for i, layer in enumerate(self.net.layers) for blob in layer.outputs}
         into, assembled = {}, {}
         shapes = None
-        for index, (kernel, layer) in enumerate(zip(self.kernels, self.net.layers)):
+        for index, layer in enumerate(self.net.layers):
             if layer.type != "Concat" or layer.quantized or len(set(layer.inputs)) != len(layer.inputs):
                 continue
             makers = [producer.get(b) for b in layer.inputs]
@@ -95,14 +95,14 @@ class Interpreter:
                     shapes = infer_shapes(self.net, {k: (1,) + tuple(v[1:]) for k, v in self.net.inputs.items()})
                 except (KernelError, ValueError, IndexError, KeyError):
                     return {}, {}
-            shape = shapes[layer.outputs[0]]
-            if len(shape) != 4 or layer.params["axis"] % 4 != 1:
+            blob, shape = layer.outputs[0], tuple(shapes[layer.outputs[0]][1:])
+            if len(shape) != 3 or layer.params["axis"] % 4 != 1:
                 continue
             first = 0
-            for m, blob in zip(makers, layer.inputs):
-                into[m] = (layer.outputs[0], first, shapes[blob][1])
-                first += shapes[blob][1]
-            assembled[index] = (layer.outputs[0], tuple(shape[1:]))
+            for m, part in zip(makers, layer.inputs):
+                into[m] = (blob, shape, first, shapes[part][1])
+                first += shapes[part][1]
+            assembled[index] = blob
         return into, assembled
 
     def _writes_into(self, index: int) -> bool:
@@ -149,21 +149,18 @@ class Interpreter:
         of a concatenation, and that concatenation then take the assembled buffer."""
         target = self._into.get(index)
         if target is not None:
-            blob, first, channels = target
+            blob, shape, first, channels = target
             whole = concatenations.get(blob)
             if whole is None:
-                whole = concatenations[blob] = np.empty((args[0].shape[0],) + self._assembled_shape(blob), np.float32)
+                whole = concatenations[blob] = np.empty((args[0].shape[0],) + shape, np.float32)
             out = whole[:, first:first + channels]
             self.kernels[index].run_into(layer, self.states[index], [self._float(a) for a in args], out)
             return [out]
         if index in self._assembled:
-            whole = concatenations.pop(self._assembled[index][0], None)
+            whole = concatenations.pop(self._assembled[index], None)
             if whole is not None and all(isinstance(a, np.ndarray) and a.base is whole for a in args):
                 return [whole]
         return self._run(index, layer, args)
-
-    def _assembled_shape(self, blob: str) -> tuple:
-        return next(shape for out, shape in self._assembled.values() if out == blob)
 
     def forward(self, inputs: Dict[str, np.ndarray], hook: Optional[Hook] = None,
                 keep: Iterable[str] = ()) -> Dict[str, np.ndarray]:

@@ -265,6 +265,7 @@ def collect(net: Net, samples: Optional[SampleSource], requests: Mapping[StatKey
     # statistics whose merge is exact in any order (ranges, integer counts) accumulate in place,
     # one copy per thread that reads shards here; the others start afresh in every shard
     pooled = {k: s for k, s in requests.items() if getattr(s, "exact", False) and not getattr(s, "ordered", False)}
+    per_shard = {k: s for k, s in requests.items() if k not in pooled}
     lanes: Dict[int, Statistics] = {}
     lane_lock = threading.Lock()
     threads = sum(_nbytes(stat) for stat in pooled.values()) <= LANE_BYTES and \
@@ -275,7 +276,7 @@ def collect(net: Net, samples: Optional[SampleSource], requests: Mapping[StatKey
             lane = lanes.get(threading.get_ident())
             if lane is None:
                 lane = lanes[threading.get_ident()] = fresh(pooled, first) if threads else pooled
-        part = fresh({k: s for k, s in requests.items() if k not in pooled}, first)
+        part = fresh(per_shard, first)
         observe(interpreter, {**lane, **part}, batches)
         return part
 

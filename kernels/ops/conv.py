@@ -189,9 +189,6 @@ def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer, out: Optional[np
     rows = None if out is None else _rows_view(out, n, channels)
     if weights.depthwise is not None:
         y = _depthwise(xp, weights.depthwise, (out_h, out_w), (sh, sw), (dh, dw))
-        if out is not None and weights.bias is None:
-            np.copyto(out, y)
-            y = out
     elif not _uses_im2col(p):
         pixels = np.ascontiguousarray(xp[:, :, :out_h, :out_w]).reshape(n, group, in_per_group, -1)
         if group == 1:
@@ -201,13 +198,12 @@ def convolve(x: np.ndarray, weights: ConvWeights, layer: Layer, out: Optional[np
         y = y.reshape(n, channels, out_h, out_w)
     else:
         y = _im2col_product(xp, weights, (out_h, out_w), (kh, kw), (sh, sw), (dh, dw), rows)
-    if weights.bias is not None:
+    if weights.bias is not None:  # a cropped (depthwise) result is copied once here
         bias = weights.bias.astype(y.dtype, copy=False).reshape(1, -1, 1, 1)
-        if out is not None:
-            y = np.add(y, bias, out=out)
-        else:
-            y = np.add(y, bias, out=y if y.flags.c_contiguous else None)  # a cropped result: copied once here
-    return y
+        y = np.add(y, bias, out=out if out is not None else y if y.flags.c_contiguous else None)
+    elif out is not None and weights.depthwise is not None:
+        np.copyto(out, y)
+    return y if out is None else out
 
 
 def _im2col_product(xp: np.ndarray, weights: ConvWeights, out: Tuple[int, int], kernel: Tuple[int, int],
