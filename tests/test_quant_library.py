@@ -466,3 +466,59 @@ def test_equalization_keeps_float_outputs_and_meets_the_ranges():
     a = Interpreter(net).forward({"data_0": x})["softmaxout_1"]
     b = Interpreter(equalized).forward({"data_0": x})["softmaxout_1"]
     assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1)
+
+
+def squeeze_excitation_net(gate_of_itself: bool = False) -> Net:
+    """1x1 conv -> ReLU -> depthwise 3x3 -> ReLU -> squeeze-excitation (global pooling, two 1x1
+    convolutions, HardSigmoid, Mul) -> 1x1 conv, random weights; with `gate_of_itself` the Mul
+    multiplies the block's input by itself instead (its scale would be squared)."""
+    def conv(name, src, dst, cin, cout, k=1, group=1):
+        return layer("Convolution", name, [src], [dst], group=group, input_channel=cin // group, output_channel=cout,
+                     kernel_h=k, kernel_w=k, stride_h=1, stride_w=1, pad_h=k // 2, pad_w=k // 2, bias=1, pad_type=-1)
+
+    layers = [conv("a", "x", "a", 3, 4), layer("ReLU", "a_relu", ["a"], ["a_r"]),
+              conv("dw", "a_r", "dw", 4, 4, k=3, group=4), layer("ReLU", "dw_relu", ["dw"], ["dw_r"]),
+              layer("Pooling", "pool", ["dw_r"], ["pooled"], pool_type=1, kernel_h=0, kernel_w=0, stride_h=1, pad_h=0, pad_w=0,
+                    stride_w=1, pad_type=-1),
+              conv("se1", "pooled", "se1", 4, 2), layer("ReLU", "se1_relu", ["se1"], ["se1_r"]),
+              conv("se2", "se1_r", "se2", 2, 4), layer("HardSigmoid", "gate", ["se2"], ["gate"], alpha=1 / 6, beta=0.5),
+              layer("Mul", "excite", ["dw_r", "dw_r" if gate_of_itself else "gate"], ["excited"]),
+              conv("c", "excited", "y", 4, 3)]
+    net = Net(inputs={"x": (1, 3, 8, 8)}, outputs=["y"], layers=layers, resources={})
+    return with_random_resources(net, seed=3)
+
+
+def test_equalization_reaches_through_depthwise_and_squeeze_excitation():
+    """The depthwise convolution is the consumer of the 1x1 before it, and its output reaches
+    the last convolution and the excitation's first through pooling and the Mul: three pairs
+    (and the excitation's own pair), float outputs unchanged, every pair's ranges brought
+    together; a Mul of the block with itself stops the pair (the scale would be squared)."""
+    from kernels import runtime_graph
+    from quantization_cmd.equalization import equalize, pairs
+
+    net = runtime_graph(squeeze_excitation_net())
+    found = {first.name: sorted(c.name for c in consumers) for first, consumers in pairs(net)}
+    assert found == {"a": ["dw"], "dw": ["c", "se1"], "se1": ["se2"]}
+    assert "dw" not in {first.name for first, _ in pairs(runtime_graph(squeeze_excitation_net(True)))}
+
+    def imbalance(n):
+        """The largest ratio between a pair's output-channel and input-channel ranges."""
+        worst = 1.0
+        for first, consumers in pairs(n):
+            w1 = n.resources[first.name]["filter"].numpy(np.float32).reshape(first.params["output_channel"], -1)
+            r1 = np.abs(w1).max(axis=1)
+            columns = []
+            for c in consumers:
+                w = n.resources[c.name]["filter"].numpy(np.float32).reshape(c.params["output_channel"], -1,
+                                                                            c.params["kernel_h"] * c.params["kernel_w"])
+                columns.append(np.abs(w).max(axis=(1, 2)) if c.params["group"] > 1 else np.abs(w).max(axis=(0, 2)))
+            ratio = r1 / np.max(columns, axis=0)
+            worst = max(worst, float(np.max(np.maximum(ratio, 1 / ratio))))
+        return worst
+
+    equalized, count = equalize(net)
+    assert count == 3
+    assert imbalance(net) > 2 and imbalance(equalized) < 1.01
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32)
+    a, b = Interpreter(net).forward({"x": x})["y"], Interpreter(equalized).forward({"x": x})["y"]
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
