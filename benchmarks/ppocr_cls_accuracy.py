@@ -32,11 +32,12 @@ def variants():
         ("MSE + bias correction", QuantConfig(BlobConfig("MSE")), {"bias_correction": True}),
         ("TNN -b 0 + AdaRound + bias correction", from_tnn_flags(0, 0, 0), {"rounding": True, "bias_correction": True}),
         ("-b 3 + equalization + AdaRound + bias correction", from_tnn_flags(3, 0, 0), dict(equalization=True, **BEST)),
+        ("-b 3 -t 2 + AdaRound + bias correction", from_tnn_flags(3, 0, 2), BEST),
         ("-b 3 -t 2 + equalization + AdaRound + bias correction", from_tnn_flags(3, 0, 2),
          dict(equalization=True, **BEST)),
         ("-b 3 -t 1 + AdaRound + bias correction", from_tnn_flags(3, 0, 1), BEST),
         ("-b 3 -t 0 + AdaRound + bias correction", from_tnn_flags(3, 0, 0), BEST),
-        ("--best (-b 3, -t chosen on 32 calibration lines, + AdaRound + bias correction)", None, "best"),
+        ("--best (-b 3, -t chosen on 32 calibration lines left out of its ranges, + AdaRound + bias correction)", None, "best"),
     ]
 
 
@@ -45,7 +46,7 @@ def main() -> None:
     import text_images
     from kernels import Interpreter
     from quantization_cmd import quantize
-    from quantization_cmd.api import default_passes, quantize_best
+    from quantization_cmd.api import default_passes, quantize_best, spread_split
     from tnnformat.onnx2tnn import convert
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -64,21 +65,24 @@ def main() -> None:
 
     def predict(n):
         run = Interpreter(n)
-        return np.concatenate([next(iter(run.forward({"x": x[i:i + 16]}).values())).argmax(1)
-                               for i in range(0, len(x), 16)])
+        return np.concatenate([next(iter(run.forward({"x": x[i:i + 16]}).values())) for i in range(0, len(x), 16)])
 
-    reference = predict(net)
+    scores = predict(net)
+    reference = scores.argmax(1)
     print(f"PP-OCR text-direction classifier, {len(x)} rendered lines (calibrated on 100 others):\n")
-    print("| model | accuracy % | agreement with fp32 % |\n| --- | ---: | ---: |")
-    print(f"| fp32 | {100 * np.mean(reference == labels):.2f} | 100.0 |", flush=True)
+    print("| model | accuracy % | agreement with fp32 % | output SQNR dB |\n| --- | ---: | ---: | ---: |")
+    print(f"| fp32 | {100 * np.mean(reference == labels):.2f} | 100.0 | |", flush=True)
     for name, config, options in variants():
         if options == "best":
-            result, choice = quantize_best(net, {"x": calib}, {"x": calib[:32]})
+            result, choice = quantize_best(net, {"x": calib}, *({"x": calib[i]} for i in spread_split(len(calib), 32)))
             name += f": -t {choice.chosen}"
         else:
             result = quantize(net, {"x": calib}, config, passes=default_passes(**options))
-        got = predict(result.net)
-        print(f"| {name} | {100 * np.mean(got == labels):.2f} | {100 * np.mean(got == reference):.1f} |", flush=True)
+        out = predict(result.net)
+        got = out.argmax(1)
+        sqnr = 10 * np.log10(np.sum(scores.astype(np.float64) ** 2) / np.sum((out.astype(np.float64) - scores) ** 2))
+        print(f"| {name} | {100 * np.mean(got == labels):.2f} | {100 * np.mean(got == reference):.1f} | {sqnr:.2f} |",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from .config import (MAX_BITS, MIN_BITS, TNN_BLOB_METHODS, TNN_WEIGHT_METHODS,
                      load_json)
 from .inputs import SUFFIXES, list_input_files
 
-#: --best compares its candidate granularities on this many calibration samples.
+#: --best compares its candidate granularities on this many calibration files (at most a third,
+#: spread over the list), left out of the candidates' calibration.
 BEST_CHECK_SAMPLES = 32
 #: The comparison holds a batch's float blobs while the int8 model runs: small batches, small memory.
 COMPARE_BATCH = 4
@@ -297,25 +298,30 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
 
     events = ProgressRenderer()
     try:
-        statistics = None
         if choose_merge:
             def candidate(merge: int):
                 return build_config(blob_method, weight_method, merge, config_file, float_layers, weight_bits,
                                     blob_bits, range_method, range_param)
 
-            choice = choose_config(net, samples, {m: candidate(m) for m in BEST_MERGE_TYPES},
-                                   samples.first(BEST_CHECK_SAMPLES, compare_batch), on_event=events, jobs=runner)
-            merge_type, config, statistics = choice.chosen, candidate(choice.chosen), choice.statistics
+            check, rest = samples.split(min(BEST_CHECK_SAMPLES, len(samples.items) // 3), compare_batch)
+            held_out = rest.count > 0 and check.count > 0
+            if not held_out:  # too few samples to leave some out: judged on what they were fitted to
+                check, rest = samples.first(BEST_CHECK_SAMPLES, compare_batch), samples
+            choice = choose_config(net, rest.rebatched(batch), {m: candidate(m) for m in BEST_MERGE_TYPES},
+                                   check, on_event=events, jobs=runner)
+            merge_type, config = choice.chosen, candidate(choice.chosen)
             events.close()
             click.echo("--best: " + ", ".join(f"-t {m} ({MERGE_TYPES[m].split(':')[0]}) output SQNR {score:.1f} dB"
                                               for m, score in choice.scores.items())
-                       + f" on {min(BEST_CHECK_SAMPLES, samples.count)} calibration samples: -t {merge_type}")
+                       + f" on {check.count} calibration samples"
+                       + (f" left out of the other {rest.count}'s ranges" if held_out else "")
+                       + f": -t {merge_type}")
         chosen = dict(bias_correction=bias_correction, equalization=equalization, rounding=rounding, tuning=tuning)
         passes = default_passes(report_path is not None, prepared_table, str(load_table),
                                 **{k: v or (best and BEST.get(k, False)) for k, v in chosen.items()})
         extra_steps = [p.name for p in passes if p.name in EXTRA_STEPS]
         mixing = accuracy.max_drop is not None
-        result = quantize(net, samples, config, table=load_table, passes=passes, statistics=statistics,
+        result = quantize(net, samples, config, table=load_table, passes=passes,
                           fidelity_samples=None if mixing else table_source, on_event=events, jobs=runner)
         written, mixed, sections = result.net, None, []
         if accuracy.wanted:

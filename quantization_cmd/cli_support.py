@@ -19,6 +19,7 @@ from click.core import ParameterSource
 from kernels import KernelError
 from tnnformat import Net, TnnFormatError
 
+from .api import spread_split
 from .config import ConfigError
 from .events import Event, Notice, Progress, TaskDone
 from .inputs import InputFileError, Preprocess, read_input_file, read_npz
@@ -249,10 +250,20 @@ class Samples:
             total, stop = total + self.sizes[stop], stop + 1
         return self._part(0, stop, size)
 
+    def split(self, count: int, size: int) -> Tuple["Samples", "Samples"]:
+        """About `count` items spread evenly over the list (files sorted by name are often
+        sorted by class) and the others, each in batches of about `size`."""
+        chosen, others = spread_split(len(self.items), count)
+        return self._subset(chosen, size), self._subset(others, size)
+
     def _part(self, start: int, stop: int, size: int) -> "Samples":
         """Screened items start to stop, in batches of about `size` samples."""
-        other = Samples(self.items[start:stop], self.inputs, self.prep, size)
-        other.sizes = self.sizes[start:stop]
+        return self._subset(list(range(start, stop)), size)
+
+    def _subset(self, indices: List[int], size: int) -> "Samples":
+        """The screened items at `indices`, in batches of about `size` samples."""
+        other = Samples([self.items[i] for i in indices], self.inputs, self.prep, size)
+        other.sizes = [self.sizes[i] for i in indices]
         other.count = sum(other.sizes)
         other.batches = len(other._groups(other.sizes))
         return other
