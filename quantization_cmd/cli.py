@@ -192,7 +192,8 @@ NEW_RANGE_METHODS = ("PERCENTILE", "MSE", "QUANTILE_MEAN", "QUANTILE_MEDIAN")
 @click.option("--best", is_flag=True,
               help="The most accurate preset: -b 3 (unless -b or --range say otherwise) with blobs per "
                    "tensor (-t 1) or per channel (-t 0), whichever keeps this model's outputs closer to "
-                   "float on 32 calibration samples (unless -t is given), --adaround and --bias_correction.")
+                   "float on calibration samples left out of its ranges (a third, at most 32; unless -t "
+                   "is given), then --adaround and --bias_correction; --equalize too with per-tensor weights.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="JSON config: defaults and per-layer/blob overrides (see the README).")
 @click.option("--float_layers", help="Comma-separated layer names, globs or layer types to keep float.")
@@ -224,7 +225,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     in TNN's runtime. Then, unlike TNN's tool, it runs the int8 model beside the float one
     and prints how far each quantized blob drifts, worst first.
     """
-    from .api import BEST, BEST_FLAGS, BEST_MERGE_TYPES, choose_config, default_passes, prepare, quantize
+    from .api import BEST_FLAGS, BEST_MERGE_TYPES, best_passes, choose_config, default_passes, prepare, quantize
     from .cli_accuracy import materialize, run_diagnosis, run_max_drop, run_sensitivity
     from .eval_cmd import class_count
     from .fidelity import measure_sharded
@@ -318,7 +319,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
                        + f": -t {merge_type}")
         chosen = dict(bias_correction=bias_correction, equalization=equalization, rounding=rounding, tuning=tuning)
         passes = default_passes(report_path is not None, prepared_table, str(load_table),
-                                **{k: v or (best and BEST.get(k, False)) for k, v in chosen.items()})
+                                **{k: v or (best and best_passes(config).get(k, False)) for k, v in chosen.items()})
         extra_steps = [p.name for p in passes if p.name in EXTRA_STEPS]
         mixing = accuracy.max_drop is not None
         result = quantize(net, samples, config, table=load_table, passes=passes,

@@ -148,6 +148,7 @@ def test_best_on_the_demo_names_its_steps(tmp_path):
                                       "-i", str(data / "calibration"), "--best", "-t", "2", "--skip_fidelity",
                                       "-o", str(tmp_path / "q2")])
     assert given.exit_code == 0 and "--best: " not in given.output and "per-tensor" in given.output
+    assert "cross-layer equalization" in given.output  # weights per tensor: equalization joins
     assert "rounding optimisation, bias correction" in result.output
     assert (tmp_path / "q.tnnmodel").exists()
 
