@@ -115,11 +115,14 @@ def test_int8_tflite_imports_as_int8_agreeing_with_litert(tmp_path, int8_tflite,
     _same_in_tnn(tmp_path, int8, {input_name: x.transpose(0, 3, 1, 2)})
 
 
-def test_file_scales_map_onto_tnns_int8_covering_the_files_range():
+def test_file_scales_map_onto_tnns_int8_on_the_files_grid():
     from tnnformat.importer.scales import file_scale
 
-    after_relu = file_scale(0.5, 0, np.uint8)  # [0, 127.5] on 255 codes
-    assert after_relu.asymmetric() == (pytest.approx(127.5 / 254), -127)
+    after_relu = file_scale(0.5, 0, np.uint8)  # [0, 127.5]: the file's step, its 0 on TNN's lowest code
+    assert after_relu.asymmetric() == (0.5, -127)
+    assert file_scale(0.25, -20, np.int8).asymmetric() == (0.25, -19)  # code q becomes q + 1: -20 -> -19
+    step, zero = file_scale(0.5, 255, np.uint8).asymmetric()  # [-127.5, 0]: 0 on the top code, which
+    assert step == pytest.approx(127.5 / 254) and zero == 127  # would saturate: the range instead
     assert after_relu.symmetric_scale() == pytest.approx(127.5 / 127)  # a step twice the file's
     centred = file_scale(0.1, 0, np.int8)  # [-12.8, 12.7]
     assert centred.symmetric_scale() == pytest.approx(12.8 / 127)

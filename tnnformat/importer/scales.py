@@ -2,10 +2,12 @@
 
 The source's code q of a value x is real = (q - zero_point) * scale, q in [qmin, qmax]. TNN's
 int8 blobs hold codes in [-127, 127] with a scale and a zero point (as TNN's ASY_MIN_MAX writes
-them), or symmetric ones with zero point 0. Both mappings cover the source's whole
-representable range [lo, hi] (0 included), so nothing the source can represent saturates:
-`asymmetric` puts it on TNN's 255 levels (a step 255/254 of an 8-bit source's), and
-`symmetric_scale` on +-127 around 0 (for an asymmetric source a step up to twice the source's).
+them), or symmetric ones with zero point 0. `asymmetric` keeps an 8-bit source's own grid
+(its step, its zero on a code): TNN's 255 codes hold all of the source's 256 but the top one,
+which saturates one step below (onnxruntime's MinMax puts only the calibration maximum there),
+so the two runtimes round every other value alike. Wider or per-channel sources have their
+whole range put on TNN's 255 codes. `symmetric_scale` covers the range on +-127 around 0 (for
+an asymmetric source a step up to twice the source's).
 """
 from __future__ import annotations
 
@@ -35,8 +37,14 @@ class FileScale:
         return max(-low, high) / 127.0
 
     def asymmetric(self) -> Tuple[float, int]:
-        """TNN's per-tensor (scale, zero point) putting the source's range on codes -127..127:
+        """TNN's per-tensor (scale, zero point) for the source's codes. One 8-bit scale: the
+        source's step, and its code q becomes TNN's q - qmin - 127 (the top code saturates at
+        127), unless the zero point is the top code. Otherwise the range on codes -127..127:
         (hi - lo) / 254 and 127 - round(hi / scale), TNN's ASY_MIN_MAX rule."""
+        scale = np.asarray(self.scale, np.float64).reshape(-1)
+        zero = int(np.asarray(self.zero_point).reshape(-1)[0]) - self.qmin - 127
+        if scale.size == 1 and self.qmax - self.qmin == 255 and scale[0] > 0 and zero <= 127:
+            return float(scale[0]), zero
         low, high = self.value_range()
         step = (high - low) / 254.0
         return step, int(127 - round(high / step))
