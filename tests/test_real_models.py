@@ -210,3 +210,23 @@ def test_real_models_benchmark_on_a_small_sample(name):
     for flags in real_models.FLAG_SETS:
         row = real_models.evaluate(real_models.models()[name], flags, calibrate=8, check=1)
         assert row.tnn_max_diff <= 1e-4 and row.cosine > 0.9 and row.measure, row
+
+
+def test_best_on_the_ppocr_classifier_runs_in_tnns_runtime_as_in_ours(tmp_path):
+    """--best on a depthwise, squeeze-excitation, HardSwish model (16 rendered lines), with its
+    own choice of blob granularity and with per-tensor weights (-t 2, where equalization joins):
+    TNN's runtime loads both models and gives our interpreter's top-1 on 8 lines."""
+    prefix = converted(tmp_path, "ch_ppocr_mobile_v2.0_cls_infer", (1, 3, 48, 192))
+    pixels, _ = text_images.lines(16, 48, 192, seed=1)
+    folder = image_folder(tmp_path / "lines", pixels)
+    x = real_models.calibration(real_models.models()["ppocr_cls"], 8, seed=3)
+    for name, flags in (("chosen", ()), ("per_tensor", ("-t", "2"))):
+        result = cli(prefix, folder, tmp_path / name, "--best", "--skip_fidelity", *PPOCR, *flags)
+        assert result.exit_code == 0, result.output
+        assert ("cross-layer equalization" in result.output) == bool(flags), result.output
+        net = tnnformat.load(tmp_path / f"{name}.tnnproto", tmp_path / f"{name}.tnnmodel")
+        ours = next(iter(Interpreter(net).forward({"x": x}).values()))
+        theirs = np.stack([next(iter(run_tnn(tmp_path / f"{name}.tnnproto", {"x": x[i:i + 1]}).values())).reshape(-1)
+                           for i in range(len(x))])
+        assert np.array_equal(ours.argmax(1), theirs.argmax(1)), name
+        assert np.abs(ours - theirs).max() < 0.02, name
