@@ -314,7 +314,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
             events.close()
             click.echo("--best: " + ", ".join(f"-t {m} ({MERGE_TYPES[m].split(':')[0]}) output SQNR {score:.1f} dB"
                                               for m, score in choice.scores.items())
-                       + f" on {check.count} calibration samples"
+                       + f" on {check.count} calibration sample{'s' if check.count != 1 else ''}"
                        + (f" left out of the other {rest.count}'s ranges" if held_out else "")
                        + f": -t {merge_type}")
         chosen = dict(bias_correction=bias_correction, equalization=equalization, rounding=rounding, tuning=tuning)
