@@ -214,3 +214,15 @@ def test_asymmetric_ranges_stay_symmetric_around_a_standalone_int8_relu(tmp_path
     result.save(str(tmp_path / "q"))  # and TNN's runtime computes the same
     theirs = next(iter(run_tnn(tmp_path / "q.tnnproto", {"x": x[:1]}).values())).ravel()
     np.testing.assert_allclose(theirs, b[:theirs.size], atol=1e-5)
+
+
+def test_the_choice_leaves_out_samples_spread_over_the_list():
+    """--best's check samples: evenly spread (files sorted by name are often sorted by class),
+    never among the ones the candidates calibrate on; none to leave out, all calibrate."""
+    from quantization_cmd.api import spread_split
+
+    check, rest = spread_split(100, 32)
+    assert len(check) == 32 and len(rest) == 68 and not set(check) & set(rest)
+    assert sorted(check + rest) == list(range(100)) and max(np.diff(check)) <= 4 and check[-1] >= 90
+    assert spread_split(10, 0) == ([], list(range(10)))
+    assert spread_split(3, 1) == ([0], [1, 2])
