@@ -7,7 +7,8 @@ pre-activation output conv(x, W) + b, and the same x quantized with the layer's 
 gives what TNN's int8 kernel accumulates, w_scale * (sum (x_q - zp)(W_q - zp_w) + b_q). The mean
 difference per channel, in steps of w_scale, is added to b_q. Each layer is corrected for the
 error it makes itself on float inputs (one data pass for all layers); errors that earlier
-layers pass on are not chased (AIMET's cascaded variant would need a pass per layer).
+layers pass on are not chased: AIMET's cascaded variant needs a pass per layer, and on
+SqueezeNet it gained 0.2 dB of output SQNR but lost 3.5 points of agreement (README).
 """
 from __future__ import annotations
 
