@@ -16,6 +16,7 @@ quantized or an int8 kernel produces it.
 """
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
@@ -25,7 +26,7 @@ from tnnformat import Layer, Net
 from .errors import KernelError
 from .int8 import Int8Blob, blob_scale, limit_bits, quantize
 from .registry import kernel_for
-from .shapes import batch_mismatch, infer_shapes
+from .shapes import batch_mismatch, shapes_at_batch
 from .threads import map_batch_parts, parallel_batches_possible
 from .tnn_optimizer import runtime_graph
 
@@ -82,7 +83,6 @@ class Interpreter:
                 readers[blob] = readers.get(blob, 0) + 1
         producer = {blob: i for i, layer in enumerate(self.net.layers) for blob in layer.outputs}
         into, assembled = {}, {}
-        shapes = None
         for index, layer in enumerate(self.net.layers):
             if layer.type != "Concat" or layer.quantized or len(set(layer.inputs)) != len(layer.inputs):
                 continue
@@ -90,11 +90,9 @@ class Interpreter:
             if any(m is None or readers[b] != 1 or b in self.net.outputs or not self._writes_into(m)
                    for m, b in zip(makers, layer.inputs)):
                 continue
+            shapes = self.sample_shapes
             if shapes is None:
-                try:
-                    shapes = infer_shapes(self.net, {k: (1,) + tuple(v[1:]) for k, v in self.net.inputs.items()})
-                except (KernelError, ValueError, IndexError, KeyError):
-                    return {}, {}
+                return {}, {}
             blob, shape = layer.outputs[0], tuple(shapes[layer.outputs[0]][1:])
             if len(shape) != 3 or layer.params["axis"] % 4 != 1:
                 continue
@@ -208,14 +206,22 @@ class Interpreter:
         batch 1 and 2 differ exactly there) and no layer mixes samples (a softmax, slice,
         concatenation or reduction along the batch axis). Computed once."""
         if self._independent is None:
+            one = self.sample_shapes
             try:
-                one = infer_shapes(self.net, {k: (1,) + tuple(v[1:]) for k, v in self.net.inputs.items()})
-                self._independent = batch_mismatch(self.net) is None and \
+                self._independent = one is not None and batch_mismatch(self.net) is None and \
                     all(kernel.samples_apart(layer, [one[b] for b in layer.inputs])
                         for kernel, layer in zip(self.kernels, self.net.layers))
             except (KernelError, ValueError, IndexError, KeyError):
                 self._independent = False
         return self._independent
+
+    @cached_property
+    def sample_shapes(self) -> Optional[Dict[str, tuple]]:
+        """Every blob's shape at batch 1, None when they cannot be inferred."""
+        try:
+            return shapes_at_batch(self.net, 1)
+        except (KernelError, ValueError, IndexError, KeyError):
+            return None
 
     def _forward_split(self, blobs: Dict[str, np.ndarray], keep: Iterable[str]) -> Dict[str, np.ndarray]:
         keep = list(keep)

@@ -53,16 +53,21 @@ def infer_shapes(net: Net, input_shapes: Optional[Dict[str, Shape]] = None, *,
     return shapes
 
 
+def shapes_at_batch(net: Net, batch: int) -> Dict[str, Shape]:
+    """`infer_shapes` with every input at batch `batch` (KernelError if they cannot be inferred)."""
+    return infer_shapes(net, {k: (batch,) + tuple(v[1:]) for k, v in net.inputs.items()})
+
+
 def batch_mismatch(net: Net) -> Optional[str]:
     """None when every blob's first dimension is the batch (its shapes at batch 1 and 2
     differ exactly there); else what breaks it, naming the layer. Models converted with a
     literal batch in a Reshape (or TNN files from elsewhere) can only run one sample at a time."""
     try:
-        one = infer_shapes(net, {k: (1,) + tuple(v[1:]) for k, v in net.inputs.items()})
+        one = shapes_at_batch(net, 1)
     except KernelError as exc:
         return str(exc)
     try:
-        two = infer_shapes(net, {k: (2,) + tuple(v[1:]) for k, v in net.inputs.items()})
+        two = shapes_at_batch(net, 2)
     except KernelError as exc:
         return f"at batch 2, {exc}"
     for layer in net.layers:

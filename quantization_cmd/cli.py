@@ -318,8 +318,9 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
                        + (f" left out of the other {rest.count}'s ranges" if held_out else "")
                        + f": -t {merge_type}")
         chosen = dict(bias_correction=bias_correction, equalization=equalization, rounding=rounding, tuning=tuning)
+        preset = best_passes(config) if best else {}
         passes = default_passes(report_path is not None, prepared_table, str(load_table),
-                                **{k: v or (best and best_passes(config).get(k, False)) for k, v in chosen.items()})
+                                **{k: v or preset.get(k, False) for k, v in chosen.items()})
         extra_steps = [p.name for p in passes if p.name in EXTRA_STEPS]
         mixing = accuracy.max_drop is not None
         result = quantize(net, samples, config, table=load_table, passes=passes,

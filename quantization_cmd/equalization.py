@@ -62,6 +62,7 @@ def _consumers(net: Net, readers: Dict[str, List[Layer]], blob: str) -> List[Lay
     """The convolutions whose input channels carry `blob`'s channel scale, through layers that
     keep it (see the module docstring); [] if the scale would reach anything else."""
     consumers: List[Layer] = []
+    muls: List[Layer] = []
     scaled, frontier = {blob}, [blob]
     while frontier:
         current = frontier.pop()
@@ -73,12 +74,14 @@ def _consumers(net: Net, readers: Dict[str, List[Layer]], blob: str) -> List[Lay
                 if reader not in consumers:
                     consumers.append(reader)
             elif _carries_scale(reader, net):
+                if reader.type == "Mul":
+                    muls.append(reader)
                 if reader.outputs[0] not in scaled:
                     scaled.add(reader.outputs[0])
                     frontier.append(reader.outputs[0])
             else:
                 return []
-    if any(layer.type == "Mul" and sum(b in scaled for b in layer.inputs) > 1 for layer in net.layers):
+    if any(sum(b in scaled for b in mul.inputs) > 1 for mul in muls):
         return []  # both operands scaled: the product carries s squared
     return consumers
 

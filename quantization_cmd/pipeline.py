@@ -17,8 +17,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, 
 
 import numpy as np
 
-from kernels import Interpreter, KernelError
-from kernels.shapes import infer_shapes
+from kernels import Interpreter
 from kernels.threads import WORKERS, parallel_batches_possible, single_threaded_blas
 from tnnformat import BlobScale, Net
 
@@ -247,9 +246,8 @@ def _nbytes(stat: Statistic) -> int:
 
 def _batch_blob_bytes(interpreter: Interpreter, batch: int) -> int:
     """Bytes of all of a batch's float blobs (inf if the shapes cannot be inferred)."""
-    try:
-        shapes = infer_shapes(interpreter.net, {k: (1,) + tuple(v[1:]) for k, v in interpreter.net.inputs.items()})
-    except (KernelError, ValueError, IndexError, KeyError):
+    shapes = interpreter.sample_shapes
+    if shapes is None:
         return 1 << 62
     return 4 * batch * sum(int(np.prod(shape)) for shape in shapes.values())
 
