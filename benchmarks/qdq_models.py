@@ -85,7 +85,9 @@ def labels(folder: str) -> np.ndarray:
 
 def squeezenet_top1(per_channel: bool, count: int = 400) -> dict:
     """Top-1 on the held-out images: onnxruntime's QDQ model, our import of it in int8 (TNN's
-    arithmetic, our interpreter), the dequantized float model, their top-1 agreement, and
+    arithmetic, our interpreter), the dequantized float model, their top-1 agreement (and, since
+    onnxruntime's scores tie, its top-1 with each tie's credit shared among the tied classes,
+    and how often our top class is one of its top classes), and
     quantization_cmd's own int8 model of the float SqueezeNet on the same calibration images
     (MIN_MAX, per-tensor blobs like onnxruntime's, weights as the QDQ model's)."""
     import onnxruntime
@@ -112,9 +114,20 @@ def squeezenet_top1(per_channel: bool, count: int = 400) -> dict:
                           QuantConfig(BlobConfig("MIN_MAX", "tensor"), weights)).net
     own = Interpreter(calibrated).forward({"data_0": x})[calibrated.outputs[0]].reshape(count, -1)
     top1 = lambda scores: float((scores.argmax(1) == truth).mean() * 100)  # noqa: E731
+    tops = top_classes(theirs)
     return {"onnxruntime QDQ": top1(theirs), "ours int8": top1(ours), "dequantized float": top1(dequantized),
             "agreement": float((ours.argmax(1) == theirs.argmax(1)).mean() * 100),
+            "onnxruntime's ties at the top": int((tops.sum(1) > 1).sum()),
+            "onnxruntime QDQ, ties shared": float((tops[np.arange(count), truth] / tops.sum(1)).mean() * 100),
+            "ours among onnxruntime's top": float(tops[np.arange(count), ours.argmax(1)].mean() * 100),
             "quantization_cmd on the same 32 images": top1(own)}
+
+
+def top_classes(scores: np.ndarray) -> np.ndarray:
+    """(images, classes) True where a class has the image's highest score. onnxruntime's QDQ
+    SqueezeNet ends in uint8 codes (the average pool and the softmax are quantized), so several
+    classes often share the top code, and argmax then picks the lowest class index."""
+    return scores == scores.max(1, keepdims=True)
 
 
 if __name__ == "__main__":

@@ -44,12 +44,14 @@ def test_qdq_squeezenet_imports_as_int8_agreeing_with_onnxruntime(tmp_path, per_
     int8 = quantize_with_file_scales(net, summary.prequantized.scales, per_channel).net
     assert sum(layer.quantized for layer in int8.layers) >= 35 and not any(
         layer.type == "Convolution" and not layer.quantized for layer in int8.layers)
-    x = qdq_models.squeezenet_inputs("imagenet-heldout-400", 8)
-    ours = Interpreter(int8).forward({"data_0": x})[int8.outputs[0]].reshape(8, -1)
+    x = qdq_models.squeezenet_inputs("imagenet-heldout-400", 32)
+    ours = Interpreter(int8).forward({"data_0": x})[int8.outputs[0]].reshape(len(x), -1)
     session = ort.InferenceSession(str(path))
     theirs = np.concatenate([session.run(None, {"data_0": xi[None]})[0].reshape(1, -1) for xi in x])
     assert mp.cosine(ours, theirs) > 0.99
-    assert (ours.argmax(1) == theirs.argmax(1)).sum() >= 7
+    # onnxruntime's scores are uint8 codes that often tie at the top (its argmax then takes the
+    # lowest class): our top class must be one of its top classes on every image
+    assert qdq_models.top_classes(theirs)[np.arange(len(x)), ours.argmax(1)].all()
     _same_in_tnn(tmp_path, int8, {"data_0": x[:1]})
 
 
