@@ -151,7 +151,9 @@ def _depthwise_channels_last(x: np.ndarray, filt: np.ndarray, pads: Pads, out: T
     xp = np.empty((n, h + top + bottom, w + left + right, c), x.dtype)
     xp[:, :top], xp[:, top + h:], xp[:, top:top + h, :left], xp[:, top:top + h, left + w:] = 0, 0, 0, 0
     xp[:, top:top + h, left:left + w] = x.transpose(0, 2, 3, 1)
-    weights = np.ascontiguousarray(filt.reshape(c, kh * kw).T)
+    weights = filt.reshape(c, kh * kw).T[:, None, :]
+    if sw == 1:  # as wide as an output row, so that a row's pixels and channels are one run
+        weights = np.ascontiguousarray(np.broadcast_to(weights, (kh * kw, out_w, c)))
     y = np.empty((n, out_h, out_w, c), x.dtype)
     rows = max(1, DEPTHWISE_BLOCK // (out_w * c))
     temp = np.empty((min(rows, out_h), out_w, c), x.dtype)
