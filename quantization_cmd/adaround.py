@@ -17,11 +17,14 @@ round-to-nearest (H would not fit in memory).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 
 from kernels.ops.conv import input_patches
+from kernels.threads import WORKERS, map_ahead, single_threaded_blas
 from tnnformat import Layer, RawBuffer
 
 from .config import qmax
@@ -32,6 +35,9 @@ from .statistics import StatKey, Statistic
 
 INPUT_MOMENT = "input_moment"
 MAX_INPUTS = 4608
+#: Rows of a layer optimised as one task: layers are cut into such chunks (rows are independent
+#: problems), which the cores share, each with one BLAS thread (the same bits as one call).
+ROWS_PER_TASK = 128
 ZETA, GAMMA = 1.1, -0.1
 
 
@@ -102,21 +108,87 @@ def adaround(target: np.ndarray, moment: np.ndarray, low: int, high: int, iterat
     m, s = np.zeros_like(v), np.zeros_like(v)
     weight = 1 / rtn[:, :, None]  # each row's loss relative to its round-to-nearest loss
     start = int(warmup * iterations)
+    # the steps below are those of _soft and plain Adam, written in place into buffers made
+    # once (the same operations in the same order, so the same bits, at half the time)
+    sig, h, dh, d, grad, term, temp = (np.empty_like(v) for _ in range(7))
+    inside, below = np.empty(v.shape, bool), np.empty(v.shape, bool)
     for step in range(1, iterations + 1):
-        h, dh = _soft(v)
-        d = floor + h - target
-        grad = 2 * np.matmul(d, moment) * weight
-        if step > start:
+        np.negative(v, out=temp)
+        np.exp(temp, out=temp)
+        temp += 1
+        np.divide(1, temp, out=sig)  # sigmoid(v)
+        np.multiply(sig, ZETA - GAMMA, out=temp)
+        temp += GAMMA  # the stretched sigmoid, h before its clip
+        np.greater(temp, 0, out=inside)
+        np.less(temp, 1, out=below)
+        inside &= below
+        np.clip(temp, 0, 1, out=h)
+        np.subtract(1, sig, out=dh)
+        dh *= sig
+        dh *= ZETA - GAMMA
+        dh *= inside  # dh/dV, 0 where the clip holds h at 0 or 1
+        np.add(floor, h, out=d)
+        d -= target
+        np.matmul(d, moment, out=grad)
+        grad *= 2
+        grad *= weight
+        if step > start:  # the rounding regulariser's gradient
             beta = 20 + (2 - 20) * (step - start) / max(iterations - start, 1)
-            centred = 2 * h - 1
-            grad = grad - reg * beta * np.abs(centred) ** (beta - 1) * np.sign(centred) * 2
-        grad = grad * dh
-        m = 0.9 * m + 0.1 * grad
-        s = 0.999 * s + 0.001 * grad * grad
-        v -= lr * (m / (1 - 0.9 ** step)) / (np.sqrt(s / (1 - 0.999 ** step)) + 1e-8)
+            np.multiply(h, 2, out=temp)
+            temp -= 1
+            np.abs(temp, out=term)
+            np.power(term, beta - 1, out=term)
+            term *= reg * beta
+            np.sign(temp, out=temp)
+            term *= temp
+            term *= 2
+            grad -= term
+        grad *= dh
+        m *= 0.9
+        np.multiply(grad, 0.1, out=temp)
+        m += temp
+        s *= 0.999
+        np.multiply(grad, 0.001, out=temp)
+        temp *= grad
+        s += temp
+        np.divide(m, 1 - 0.9 ** step, out=term)
+        term *= lr
+        np.divide(s, 1 - 0.999 ** step, out=temp)
+        np.sqrt(temp, out=temp)
+        temp += 1e-8
+        term /= temp
+        v -= term
     learned = np.clip(floor + (_soft(v)[0] >= 0.5), low, high)
     better = _loss(learned - target, moment) < _loss(nearest - target, moment)
     return np.where(better[:, :, None], learned, nearest)
+
+
+@dataclass
+class _Problem:
+    """One layer's rounding problem: its codes (round-to-nearest, as quantize.py wrote them),
+    their real-valued targets (groups, rows per group, inputs), the input moment, the grid, and
+    the learned codes as the row chunks come in (rows are independent problems)."""
+
+    layer: str
+    buffer: str  # the resource field of the weights
+    codes: np.ndarray
+    target: np.ndarray
+    moment: np.ndarray
+    low: int
+    high: int
+    learned: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.learned = np.empty_like(self.target)
+
+    def write(self, state: QuantState) -> None:
+        out, row = self.codes.shape
+        nearest = np.clip(np.round(self.target), self.low, self.high).reshape(out, row)
+        kept = np.any(nearest != self.codes, axis=1)  # rows quantize.py zeroed (dead channels) stay as they are
+        result = np.where(kept[:, None], self.codes, self.learned.reshape(out, row))
+        int8 = dict(state.net.resources[self.layer])
+        int8[self.buffer] = RawBuffer.from_array(result.astype(np.int8).reshape(-1), dims=())
+        state.net.resources[self.layer] = int8
 
 
 class RoundingOptimisation(Pass):
@@ -134,8 +206,8 @@ class RoundingOptimisation(Pass):
         for layer in state.plan.net.layers:
             if layer.name not in state.plan.layers:
                 continue
-            field = "filter" if layer.type == "Convolution" else "weight"
-            out, groups, row = layer_geometry(layer, state.float_net.resources[layer.name][field].numpy().size)
+            buffer = "filter" if layer.type == "Convolution" else "weight"
+            out, groups, row = layer_geometry(layer, state.float_net.resources[layer.name][buffer].numpy().size)
             if row <= MAX_INPUTS:
                 found.append((layer, out, groups, row))
         return found
@@ -151,19 +223,35 @@ class RoundingOptimisation(Pass):
             state.emit(Notice(f"rounding optimisation: {', '.join(skipped)} keep round-to-nearest "
                               f"(more than {MAX_INPUTS} inputs per output)"))
         task = "rounding optimisation"
-        for done, (layer, out, groups, row) in enumerate(layers, 1):
-            self._optimise(state, layer, out, groups, row)
-            state.emit(Progress(task, done, len(layers)))
+        total = sum(-(-(out // groups) // ROWS_PER_TASK) for _, out, groups, _ in layers)
+
+        def tasks() -> Iterator[Tuple[_Problem, int]]:  # a layer's problem is made when its turn comes
+            for found in layers:
+                problem = self._problem(state, *found)
+                for first in range(0, problem.target.shape[1], ROWS_PER_TASK):
+                    yield problem, first
+
+        def solve(item: Tuple[_Problem, int]) -> np.ndarray:
+            problem, first = item
+            return adaround(problem.target[:, first:first + ROWS_PER_TASK], problem.moment, problem.low,
+                            problem.high, self.iterations)
+
+        with single_threaded_blas(), ThreadPoolExecutor(WORKERS) as pool:
+            for done, ((problem, first), rows) in enumerate(map_ahead(pool, solve, tasks(), 2 * WORKERS), 1):
+                problem.learned[:, first:first + ROWS_PER_TASK] = rows
+                if first + ROWS_PER_TASK >= problem.target.shape[1]:
+                    problem.write(state)
+                state.emit(Progress(task, done, total))
         state.emit(TaskDone(task))
 
-    def _optimise(self, state: QuantState, layer: Layer, out: int, groups: int, row: int) -> None:
-        field = "filter" if layer.type == "Convolution" else "weight"
+    def _problem(self, state: QuantState, layer: Layer, out: int, groups: int, row: int) -> "_Problem":
+        buffer = "filter" if layer.type == "Convolution" else "weight"
         config = state.plan.layers[layer.name]
-        int8 = dict(state.net.resources[layer.name])
-        codes = int8[field].numpy().reshape(out, row).astype(np.float64)
+        int8 = state.net.resources[layer.name]
+        codes = int8[buffer].numpy().reshape(out, row).astype(np.float64)
         zero = np.broadcast_to(int8["zero_point"].numpy().reshape(-1), (out,)).astype(np.float64)[:, None]
         scale = np.broadcast_to(int8["scale"].numpy(np.float32).reshape(-1), (out,)).astype(np.float64)[:, None]
-        weights = state.float_net.resources[layer.name][field].numpy(np.float32).reshape(out, row).astype(np.float64)
+        weights = state.float_net.resources[layer.name][buffer].numpy(np.float32).reshape(out, row).astype(np.float64)
         s_in = state.scales[state.plan.scale_source[layer.inputs[0]]].scale
         per_group = out // groups
         column_scale = column_input_scale(layer, s_in, out, row).reshape(groups, per_group, row)[:, 0]
@@ -174,9 +262,4 @@ class RoundingOptimisation(Pass):
         moment = moment / (column_scale[:, :, None] * column_scale[:, None, :])
         symmetric = not np.any(zero)
         low, high = (-qmax(config.bits), qmax(config.bits)) if symmetric else (-2 ** (config.bits - 1), 2 ** (config.bits - 1) - 1)
-        nearest = np.clip(np.round(target), low, high).reshape(out, row)
-        kept = np.any(nearest != codes, axis=1)  # rows quantize.py zeroed (dead channels) stay as they are
-        result = adaround(target, moment, low, high, self.iterations).reshape(out, row)
-        result = np.where(kept[:, None], codes, result)
-        int8[field] = RawBuffer.from_array(result.astype(np.int8).reshape(-1), dims=())
-        state.net.resources[layer.name] = int8
+        return _Problem(layer.name, buffer, codes, target, moment, low, high)

@@ -123,6 +123,41 @@ def test_adaround_keeps_round_to_nearest_where_it_cannot_do_better():
     assert _loss(codes - target, moment).max() == 0
 
 
+def test_adaround_rows_are_independent_problems_whatever_the_chunks_and_threads():
+    """What the pass relies on to share a layer's rows over the cores: solving row chunks on
+    one BLAS thread gives the codes of one call on the whole layer, bit for bit."""
+    from kernels.threads import single_threaded_blas
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1, (500, 40)) + rng.normal(0, 1, (500, 1))
+    moment = (x.T @ x / 500)[None].repeat(2, axis=0)
+    target = rng.uniform(-60, 60, (2, 37, 40))
+    whole = adaround(target, moment, -127, 127, iterations=60)
+    with single_threaded_blas():
+        chunks = np.concatenate([adaround(target[:, first:first + 8], moment, -127, 127, iterations=60)
+                                 for first in range(0, 37, 8)], axis=1)
+    np.testing.assert_array_equal(chunks, whole)
+    assert np.any(whole != np.round(target))
+
+
+def test_map_ahead_keeps_the_order_and_takes_few_items_ahead():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kernels.threads import map_ahead
+
+    taken = []
+
+    def items():
+        for i in range(10):
+            taken.append(i)
+            yield i
+
+    with ThreadPoolExecutor(2) as pool:
+        for item, result in map_ahead(pool, lambda i: i * i, items(), 3):
+            assert result == item * item and len(taken) <= item + 3
+    assert taken == list(range(10))
+
+
 def test_input_patches_multiply_to_the_convolution():
     rng = np.random.default_rng(4)
     layer = conv("c", "x", "y", 4, 3, k=3)
