@@ -12,9 +12,8 @@ import contextlib
 import ctypes
 import os
 import threading
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import numpy as np
 
@@ -100,21 +99,3 @@ def map_batch_parts(work: Callable[[Dict[str, np.ndarray]], Result], batch: Dict
         return [work(part) for part in parts] if pieces is not None else [work(batch)]
     with single_threaded_blas(), ThreadPoolExecutor(len(parts)) as pool:
         return list(pool.map(work, parts))
-
-
-Item = TypeVar("Item")
-
-
-def map_ahead(pool: ThreadPoolExecutor, work: Callable[[Item], Result], items: Iterable[Item],
-              ahead: int) -> Iterator[Tuple[Item, Result]]:
-    """(item, work(item)) in the items' order, with at most `ahead` items taken from `items`
-    and not yet handed back (pool.map would take them all at once, and the items may be large)."""
-    pending: Deque[Tuple[Item, Future]] = deque()
-    for item in items:
-        pending.append((item, pool.submit(work, item)))
-        if len(pending) >= ahead:
-            first, future = pending.popleft()
-            yield first, future.result()
-    while pending:
-        first, future = pending.popleft()
-        yield first, future.result()

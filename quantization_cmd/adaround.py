@@ -24,13 +24,14 @@ from typing import Dict, Iterator, List, Tuple
 import numpy as np
 
 from kernels.ops.conv import input_patches
-from kernels.threads import WORKERS, map_ahead, single_threaded_blas
+from kernels.threads import WORKERS, single_threaded_blas
 from tnnformat import Layer, RawBuffer
 
 from .config import qmax
 from .events import Notice, Progress, TaskDone
 from .pipeline import QUANTIZE, Pass, QuantState
 from .quantize import column_input_scale
+from .shards import in_order
 from .statistics import StatKey, Statistic
 
 INPUT_MOMENT = "input_moment"
@@ -237,7 +238,9 @@ class RoundingOptimisation(Pass):
                             problem.high, self.iterations)
 
         with single_threaded_blas(), ThreadPoolExecutor(WORKERS) as pool:
-            for done, ((problem, first), rows) in enumerate(map_ahead(pool, solve, tasks(), 2 * WORKERS), 1):
+            solved = in_order(lambda item: (item, pool.submit(solve, item)), lambda sent: (sent[0], sent[1].result()),
+                              tasks(), 2 * WORKERS)  # a few layers' problems in memory at a time
+            for done, ((problem, first), rows) in enumerate(solved, 1):
                 problem.learned[:, first:first + ROWS_PER_TASK] = rows
                 if first + ROWS_PER_TASK >= problem.target.shape[1]:
                     problem.write(state)

@@ -140,24 +140,6 @@ def test_adaround_rows_are_independent_problems_whatever_the_chunks_and_threads(
     assert np.any(whole != np.round(target))
 
 
-def test_map_ahead_keeps_the_order_and_takes_few_items_ahead():
-    from concurrent.futures import ThreadPoolExecutor
-
-    from kernels.threads import map_ahead
-
-    taken = []
-
-    def items():
-        for i in range(10):
-            taken.append(i)
-            yield i
-
-    with ThreadPoolExecutor(2) as pool:
-        for item, result in map_ahead(pool, lambda i: i * i, items(), 3):
-            assert result == item * item and len(taken) <= item + 3
-    assert taken == list(range(10))
-
-
 def test_input_patches_multiply_to_the_convolution():
     rng = np.random.default_rng(4)
     layer = conv("c", "x", "y", 4, 3, k=3)
