@@ -16,6 +16,7 @@ from typing import Dict
 
 import numpy as np
 
+from kernels.int8 import accumulator_dtype, centered_input
 from kernels.int8 import quantize as quantize_blob
 from kernels.ops.conv import arrange_filter, convolve
 from kernels.rounding import round_half_away
@@ -44,7 +45,8 @@ class ConvBiasError:
             else np.zeros(out, np.float32)
         zero_w = np.broadcast_to(int8_resource["zero_point"].numpy().reshape(-1).astype(np.float64), (out,))
         centred = int8_resource["filter"].numpy().reshape(out, -1).astype(np.float64) - zero_w[:, None]
-        self.int8_weights = arrange_filter(centred, self.layer)
+        # the int8 sums in float32 where they are exact, as the int8 kernel runs them (BLAS's fast path)
+        self.int8_weights = arrange_filter(centred.astype(accumulator_dtype(centred, input_scale, None)), self.layer)
         self.int8_bias = int8_resource["bias"].numpy().reshape(-1).astype(np.float64)
         self.weight_scale = np.broadcast_to(int8_resource["scale"].numpy(np.float32).reshape(-1), (out,))
         self.input_scale = input_scale
@@ -54,8 +56,7 @@ class ConvBiasError:
     def observe(self, x: np.ndarray) -> None:
         expected = convolve(x.astype(np.float32), self.float_weights, self.layer) + self.float_bias[None, :, None, None]
         codes = quantize_blob(x, self.input_scale)
-        _, zero = self.input_scale.per_channel(x.ndim)
-        acc = convolve(codes.values.astype(np.float64) - zero.astype(np.float64), self.int8_weights, self.layer)
+        acc = convolve(centered_input(codes, self.int8_weights.dtype), self.int8_weights, self.layer).astype(np.float64)
         got = (acc + self.int8_bias[None, :, None, None]) * self.weight_scale[None, :, None, None]
         self.sum += (expected - got).sum(axis=(0, 2, 3))
         self.count += expected.shape[0] * expected.shape[2] * expected.shape[3]

@@ -90,6 +90,11 @@ class ConvWeights:
     bias: Optional[np.ndarray] = None  # (out,) unless it is a column of the rows
     bias_column: bool = False
 
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype the convolution runs in."""
+        return (self.rows[0] if self.depthwise is None else self.depthwise).dtype
+
 
 def _uses_im2col(p: dict) -> bool:
     return not (p["kernel_h"] == p["kernel_w"] == 1 and p["stride_h"] == p["stride_w"] == 1)
@@ -370,8 +375,7 @@ class Convolution(Kernel):
 
     def run_int8(self, layer, state, inputs, outputs):
         weights, bias, multiplier, add_scale = state
-        dtype = (weights.rows[0] if weights.depthwise is None else weights.depthwise).dtype
-        val = requantized(convolve(centered_input(inputs[0], dtype), weights, layer), bias, multiplier)
+        val = requantized(convolve(centered_input(inputs[0], weights.dtype), weights, layer), bias, multiplier)
         added = None
         if add_scale is not None:  # TNN's conv+add fusion: the Add's other operand, rescaled
             other, s = inputs[1], add_scale[None, :, None, None]
