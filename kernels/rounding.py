@@ -11,22 +11,29 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
     return (np.sign(wide) * np.floor(np.abs(wide) + 0.5)).astype(np.int64)
 
 
-def float2int8(value: np.ndarray, nonnegative: bool = False, finite: bool = False) -> np.ndarray:
+def float2int8(value: np.ndarray, finite: bool = False) -> np.ndarray:
     """TNN's float2int8: add +-0.5 in float32, clamp to [-128, 127], truncate toward zero.
 
     The addition is float32 on purpose: 0.49999997 + 0.5 rounds to 1.0 in float32, so TNN
     maps it to 1, and so must we to compute what TNN computes. NaN becomes 0. Callers that
-    know their values are >= 0 (or -0.0: the same code) or finite say so, and the sign and
-    NaN passes are skipped (an int8 kernel's ReLU output, exact sums times finite scales).
+    know their values are finite say so, and the NaN pass is skipped (exact sums times finite
+    scales); an int8 ReLU's output goes through relu_float2int8.
     """
     v = np.asarray(value, dtype=np.float32)
-    if nonnegative:
-        shifted = np.add(v, np.float32(0.5))
-        shifted = np.minimum(shifted, np.float32(127), out=shifted if shifted.ndim else None)
-    else:
-        shifted = np.copysign(np.float32(0.5), v)  # -0.0 - 0.5 truncates to 0 as +0.0 + 0.5 does
-        shifted += v
-        shifted = np.clip(shifted, -128, 127, out=shifted if shifted.ndim else None)
+    shifted = np.copysign(np.float32(0.5), v)  # -0.0 - 0.5 truncates to 0 as +0.0 + 0.5 does
+    shifted += v
+    shifted = np.clip(shifted, -128, 127, out=shifted if shifted.ndim else None)
     if not finite and np.isnan(shifted.sum()):  # the clipped sum is finite unless a value is NaN
         shifted = np.where(np.isnan(shifted), np.float32(0), shifted)
     return shifted.astype(np.int8)
+
+
+def relu_float2int8(value: np.ndarray, finite: bool = False) -> np.ndarray:
+    """float2int8(max(value, 0)) with `value` changed in place, in two passes: clipping to
+    [0, 127] is both the ReLU and float2int8's clamp (v + 0.5 truncates to 127 alike whether v
+    stopped at 127 or went on), then +0.5 and truncation; NaN becomes 0 unless `finite`."""
+    v = np.clip(value, np.float32(0), np.float32(127), out=value)
+    v += np.float32(0.5)
+    if not finite and np.isnan(v.sum()):
+        v = np.where(np.isnan(v), np.float32(0), v)
+    return v.astype(np.int8)

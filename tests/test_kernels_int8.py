@@ -9,7 +9,7 @@ import tnnformat
 from kernels import Interpreter, KernelError
 from kernels.int8 import Int8Blob, accumulator_dtype, quantize, requantized
 from kernels.ops.conv import arrange_filter, convolve
-from kernels.rounding import float2int8
+from kernels.rounding import float2int8, relu_float2int8
 from tnnformat import BLOB_SCALE_SUFFIX, BlobScale, Layer, Net, RawBuffer
 from tnnformat.layer_types import spec
 from tnnformat.params import default_params
@@ -31,17 +31,18 @@ def make(type_name, name, inputs, outputs, quantized=True, **params):
 
 
 def test_float2int8_shortcuts_give_the_same_codes():
-    """The sign-free path for values >= 0 and the NaN-free path for finite values give the
-    general path's codes, ties, float32's 0.49999997 + 0.5 = 1, -0.0 and saturation included."""
+    """The NaN-free path for finite values and the ReLU's two-pass path give the general
+    path's codes, ties, float32's 0.49999997 + 0.5 = 1, -0.0, NaN and saturation included."""
     rng = np.random.default_rng(7)
     x = (rng.standard_normal(200_000) * 80).astype(np.float32)
     x[::7] = np.round(x[::7]) + np.float32(0.5)
-    x[:6] = [0.49999997, -0.49999997, -0.0, 1e30, -1e30, 127.5]
+    x[:9] = [0.49999997, -0.49999997, -0.0, 1e30, -1e30, 127.5, 126.5, 126.49999, 126.99999]
     assert np.array_equal(float2int8(x, finite=True), float2int8(x))
-    nonneg = np.maximum(x, np.float32(0))
-    nonneg[2] = -0.0
-    assert np.array_equal(float2int8(nonneg, nonnegative=True), float2int8(nonneg))
-    assert np.array_equal(float2int8(nonneg, nonnegative=True, finite=True), float2int8(nonneg))
+    expected = float2int8(np.maximum(x, np.float32(0)))
+    assert np.array_equal(relu_float2int8(x.copy(), finite=True), expected)
+    x[9] = np.nan
+    expected = float2int8(np.maximum(x, np.float32(0)))
+    assert expected[9] == 0 and np.array_equal(relu_float2int8(x.copy()), expected)
 
 
 def test_float2int8_rounds_half_away_and_clamps_like_tnn():

@@ -20,7 +20,7 @@ from tnnformat import BlobScale, Layer, Resource
 from ..errors import KernelError
 from ..int8 import accumulator_dtype, centered_input, channel_values, requant_multiplier, requantized
 from ..registry import Kernel, float_buffer, register
-from ..rounding import float2int8
+from ..rounding import float2int8, relu_float2int8
 from ..tnn_optimizer import CONV_ACTIVATION_ADD, CONV_ADD_ACTIVATION, RELU, RELU6, SIGMOID_MUL
 from .activation import relu
 
@@ -319,6 +319,9 @@ def _finish_int8(val: np.ndarray, layer: Layer, out: BlobScale, added: Optional[
     shape = (1, -1, 1, 1)
     if fusion == CONV_ADD_ACTIVATION:
         val += added
+    zero = channel_values(out.zero_point, channels)
+    if kind == RELU and fusion != CONV_ACTIVATION_ADD and not zero.any():
+        return relu_float2int8(val, finite=finite)
     if kind == RELU:
         relu(val, out=val)
     elif kind == RELU6:  # clipped at the int8 code of 6; TNN adds no zero point and no later Add
@@ -328,11 +331,9 @@ def _finish_int8(val: np.ndarray, layer: Layer, out: BlobScale, added: Optional[
         raise KernelError(f"layer '{layer.name}': activation_type {kind} is not supported in int8")
     if fusion == CONV_ACTIVATION_ADD:
         val += added
-    zero = channel_values(out.zero_point, channels)
     if zero.any():
         val += zero.astype(np.float32).reshape(shape)
-    return float2int8(val, nonnegative=kind == RELU and fusion != CONV_ACTIVATION_ADD and not zero.any(),
-                      finite=finite)
+    return float2int8(val, finite=finite)
 
 
 @register("Convolution")
@@ -370,6 +371,9 @@ class Convolution(Kernel):
         multiplier = requant_multiplier(resource["scale"].numpy(np.float32).reshape(-1), outputs[0], out)
         add_scale = requant_multiplier(inputs[1].scale, outputs[0], out) if len(inputs) > 1 else None
         per_channel = (1, -1, 1, 1)
+        if dtype == np.float32 and bias is not None:  # exact sums: the bias goes in with the products
+            return arrange_filter(centered.astype(dtype), layer, bias.astype(dtype)), None, \
+                multiplier.reshape(per_channel), add_scale
         return (arrange_filter(centered.astype(dtype), layer), None if bias is None else bias.reshape(per_channel),
                 multiplier.reshape(per_channel), add_scale)
 
