@@ -83,12 +83,24 @@ class InputMoment:
         return self.sum / max(self.count, 1)
 
 
-def _soft(v: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """h(V) and dh/dV."""
-    sig = 1 / (1 + np.exp(-v))
-    raw = sig * (ZETA - GAMMA) + GAMMA
-    inside = (raw > 0) & (raw < 1)
-    return np.clip(raw, 0, 1), np.where(inside, sig * (1 - sig) * (ZETA - GAMMA), 0)
+def _soft(v: np.ndarray, h: np.ndarray, dh: np.ndarray, scratch: Tuple[np.ndarray, ...]) -> None:
+    """h(V) and dh/dV written into h and dh; `scratch`: two float and two bool arrays of v's
+    shape (every step runs in place: no new array per operation)."""
+    sig, temp, inside, below = scratch
+    np.negative(v, out=temp)
+    np.exp(temp, out=temp)
+    temp += 1
+    np.divide(1, temp, out=sig)  # sigmoid(v)
+    np.multiply(sig, ZETA - GAMMA, out=temp)
+    temp += GAMMA  # the stretched sigmoid, h before its clip
+    np.greater(temp, 0, out=inside)
+    np.less(temp, 1, out=below)
+    inside &= below
+    np.clip(temp, 0, 1, out=h)
+    np.subtract(1, sig, out=dh)
+    dh *= sig
+    dh *= ZETA - GAMMA
+    dh *= inside  # 0 where the clip holds h at 0 or 1
 
 
 def _loss(d: np.ndarray, moment: np.ndarray) -> np.ndarray:
@@ -109,25 +121,11 @@ def adaround(target: np.ndarray, moment: np.ndarray, low: int, high: int, iterat
     m, s = np.zeros_like(v), np.zeros_like(v)
     weight = 1 / rtn[:, :, None]  # each row's loss relative to its round-to-nearest loss
     start = int(warmup * iterations)
-    # the steps below are those of _soft and plain Adam, written in place into buffers made
-    # once (the same operations in the same order, so the same bits, at half the time)
-    sig, h, dh, d, grad, term, temp = (np.empty_like(v) for _ in range(7))
-    inside, below = np.empty(v.shape, bool), np.empty(v.shape, bool)
+    # plain Adam, each step in place into buffers made once
+    h, dh, d, grad, term, temp = (np.empty_like(v) for _ in range(6))
+    scratch = (np.empty_like(v), np.empty_like(v), np.empty(v.shape, bool), np.empty(v.shape, bool))
     for step in range(1, iterations + 1):
-        np.negative(v, out=temp)
-        np.exp(temp, out=temp)
-        temp += 1
-        np.divide(1, temp, out=sig)  # sigmoid(v)
-        np.multiply(sig, ZETA - GAMMA, out=temp)
-        temp += GAMMA  # the stretched sigmoid, h before its clip
-        np.greater(temp, 0, out=inside)
-        np.less(temp, 1, out=below)
-        inside &= below
-        np.clip(temp, 0, 1, out=h)
-        np.subtract(1, sig, out=dh)
-        dh *= sig
-        dh *= ZETA - GAMMA
-        dh *= inside  # dh/dV, 0 where the clip holds h at 0 or 1
+        _soft(v, h, dh, scratch)
         np.add(floor, h, out=d)
         d -= target
         np.matmul(d, moment, out=grad)
@@ -159,7 +157,8 @@ def adaround(target: np.ndarray, moment: np.ndarray, low: int, high: int, iterat
         temp += 1e-8
         term /= temp
         v -= term
-    learned = np.clip(floor + (_soft(v)[0] >= 0.5), low, high)
+    _soft(v, h, dh, scratch)
+    learned = np.clip(floor + (h >= 0.5), low, high)
     better = _loss(learned - target, moment) < _loss(nearest - target, moment)
     return np.where(better[:, :, None], learned, nearest)
 
