@@ -160,7 +160,7 @@ def _depthwise_channels_last(x: np.ndarray, filt: np.ndarray, pads: Pads, out: T
     if sw == 1:  # as wide as an output row, so that a row's pixels and channels are one run
         weights = np.ascontiguousarray(np.broadcast_to(weights, (kh * kw, out_w, c)))
     y = np.empty((n, out_h, out_w, c), x.dtype)
-    rows = max(1, DEPTHWISE_BLOCK // (out_w * c))
+    rows = max(1, DEPTHWISE_BLOCK // max(out_w * c, 1))
     temp = np.empty((min(rows, out_h), out_w, c), x.dtype)
     for image in range(n):
         for first in range(0, out_h, rows):
