@@ -49,9 +49,14 @@ def quantize(x: np.ndarray, scale: BlobScale, bits: Optional[int] = None) -> Int
     """TNN's reformat float -> int8; a zero scale gives 0, as in TNN. `bits` < 8 then narrows
     the codes (see limit_bits)."""
     s, zp = scale.per_channel(x.ndim)
-    safe = np.where(s != 0, s, np.float32(1))
-    q = float2int8(x.astype(np.float32) / safe + zp.astype(np.float32))
-    return Int8Blob(limit_bits(np.where(s != 0, q, 0).astype(np.int8), bits), scale)
+    zero_scale = s == 0
+    values = np.divide(x, np.where(zero_scale, np.float32(1), s), dtype=np.float32)
+    if zp.any():  # adding a zero point of 0 changes no code
+        values += zp.astype(np.float32)
+    q = float2int8(values)
+    if zero_scale.any():
+        q = np.where(zero_scale, np.int8(0), q)
+    return Int8Blob(limit_bits(q, bits), scale)
 
 
 def blob_scale(net: Net, layer: Layer, blob: str) -> BlobScale:
