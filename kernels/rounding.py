@@ -29,9 +29,9 @@ def float2int8(value: np.ndarray, finite: bool = False) -> np.ndarray:
 
 
 def relu_float2int8(value: np.ndarray, finite: bool = False) -> np.ndarray:
-    """float2int8(max(value, 0)) with `value` changed in place, in two passes: clipping to
-    [0, 127] is both the ReLU and float2int8's clamp (v + 0.5 truncates to 127 alike whether v
-    stopped at 127 or went on), then +0.5 and truncation; NaN becomes 0 unless `finite`."""
+    """float2int8(max(value, 0)) with `value` changed in place: clipping to [0, 127] is both
+    the ReLU and float2int8's clamp (v + 0.5 truncates to 127 alike whether v stopped at 127 or
+    went on), then +0.5 in place and truncation; NaN becomes 0 unless `finite`."""
     v = np.clip(value, np.float32(0), np.float32(127), out=value)
     v += np.float32(0.5)
     if not finite and np.isnan(v.sum()):
