@@ -100,7 +100,7 @@ def test_convolution(case):
     ((2, 5, 9, 11), (3, 3), (1, 1), (1, 1)), ((1, 7, 10, 13), (3, 3), (2, 2), (1, 1)),
     ((3, 4, 17, 12), (5, 3), (2, 1), (2, 3)), ((1, 3, 6, 6), (1, 1), (1, 1), (1, 1)),
     ((1, 2, 9, 9), (3, 3), (3, 3), (1, 1)), ((2, 300, 61, 60), (3, 3), (2, 2), (1, 1))])  # the last: many blocks
-@pytest.mark.parametrize("pads", [(0, 0, 0, 0), (1, 2, 0, 1)])
+@pytest.mark.parametrize("pads", [(0, 0, 0, 0), (1, 2, 0, 1), (-1, 1, 0, -2)])
 def test_depthwise_gives_the_sums_over_whole_tensors_bit_for_bit(shape, kernel, stride, dilation, pads):
     """Both layouts, stride phases, the wide grid and cache-sized blocks change no bit: the same
     products added in the same order as one multiply-add per kernel offset over whole tensors."""

@@ -64,16 +64,24 @@ def conv_pads(p: dict, height: int, width: int) -> Tuple[int, int, int, int, int
     return out_h, out_w, top, max(along_h - top, 0), left, max(along_w - left, 0)
 
 
-def _padded(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+def _padded(x: np.ndarray, top: int, bottom: int, left: int, right: int, channels_last: bool = False) -> np.ndarray:
+    """x (NCHW, or NHWC with `channels_last`) with zeros around its planes; negative pads
+    (VALID with more input than needed) crop."""
     if top == bottom == left == right == 0:
         return x
-    # negative pads (VALID with more input than needed) crop
-    x = x[:, :, max(-top, 0):x.shape[2] - max(-bottom, 0), max(-left, 0):x.shape[3] - max(-right, 0)]
+    lead = (slice(None),) * (1 if channels_last else 2)  # the axes before the plane's rows
+    h, w = x.shape[len(lead)], x.shape[len(lead) + 1]
+    x = x[lead + (slice(max(-top, 0), h - max(-bottom, 0)), slice(max(-left, 0), w - max(-right, 0)))]
     top, bottom, left, right = max(top, 0), max(bottom, 0), max(left, 0), max(right, 0)
-    n, c, h, w = x.shape
-    out = np.empty((n, c, h + top + bottom, w + left + right), x.dtype)  # np.pad costs 3x this
-    out[:, :, :top], out[:, :, top + h:], out[:, :, top:top + h, :left], out[:, :, top:top + h, left + w:] = 0, 0, 0, 0
-    out[:, :, top:top + h, left:left + w] = x
+    h, w = x.shape[len(lead)], x.shape[len(lead) + 1]
+    shape = list(x.shape)
+    shape[len(lead)] += top + bottom
+    shape[len(lead) + 1] += left + right
+    out = np.empty(shape, x.dtype)  # np.pad costs 3x this
+    rows = slice(top, top + h)
+    out[lead + (slice(0, top),)], out[lead + (slice(top + h, None),)] = 0, 0
+    out[lead + (rows, slice(0, left))], out[lead + (rows, slice(left + w, None))] = 0, 0
+    out[lead + (rows, slice(left, left + w))] = x
     return out
 
 
@@ -139,7 +147,7 @@ def _depthwise(x: np.ndarray, filt: np.ndarray, pads: Pads, out: Tuple[int, int]
     ones, and their stride phases, would make numpy loop over many short rows, so they run
     channels-last, where every kernel offset is one operation over contiguous pixel rows of
     all channels (MobileNet v2: 2x faster on its 14x14 and 7x7 layers, 2x slower at 112x112)."""
-    if out[0] * out[1] <= CHANNELS_LAST_PLANE and min(pads) >= 0:
+    if out[0] * out[1] <= CHANNELS_LAST_PLANE:
         return _depthwise_channels_last(x, filt, pads, out, stride, dilation)
     return _depthwise_planes(_padded(x, *pads), filt, out, stride, dilation)
 
@@ -149,13 +157,10 @@ def _depthwise_channels_last(x: np.ndarray, filt: np.ndarray, pads: Pads, out: T
     """x goes once into a zero-bordered (n, h, w, channels) copy; each kernel offset then
     multiplies a strided view of it by the offset's weight per channel, over blocks of output
     rows small enough to stay in cache. Returns a channels-last array seen as NCHW."""
-    n, c, h, w = x.shape
-    top, bottom, left, right = pads
+    n, c = x.shape[:2]
     (out_h, out_w), (sh, sw), (dh, dw) = out, stride, dilation
     kh, kw = filt.shape[1:]
-    xp = np.empty((n, h + top + bottom, w + left + right, c), x.dtype)
-    xp[:, :top], xp[:, top + h:], xp[:, top:top + h, :left], xp[:, top:top + h, left + w:] = 0, 0, 0, 0
-    xp[:, top:top + h, left:left + w] = x.transpose(0, 2, 3, 1)
+    xp = np.ascontiguousarray(_padded(x.transpose(0, 2, 3, 1), *pads, channels_last=True))
     weights = filt.reshape(c, kh * kw).T[:, None, :]
     if sw == 1:  # as wide as an output row, so that a row's pixels and channels are one run
         weights = np.ascontiguousarray(np.broadcast_to(weights, (kh * kw, out_w, c)))
@@ -371,10 +376,9 @@ class Convolution(Kernel):
         multiplier = requant_multiplier(resource["scale"].numpy(np.float32).reshape(-1), outputs[0], out)
         add_scale = requant_multiplier(inputs[1].scale, outputs[0], out) if len(inputs) > 1 else None
         per_channel = (1, -1, 1, 1)
-        if dtype == np.float32 and bias is not None:  # exact sums: the bias goes in with the products
-            return arrange_filter(centered.astype(dtype), layer, bias.astype(dtype)), None, \
-                multiplier.reshape(per_channel), add_scale
-        return (arrange_filter(centered.astype(dtype), layer), None if bias is None else bias.reshape(per_channel),
+        in_sums = bias is not None and dtype == np.float32  # exact sums: the bias goes in with the products
+        weights = arrange_filter(centered.astype(dtype), layer, bias.astype(dtype) if in_sums else None)
+        return (weights, None if bias is None or in_sums else bias.reshape(per_channel),
                 multiplier.reshape(per_channel), add_scale)
 
     def run_int8(self, layer, state, inputs, outputs):
