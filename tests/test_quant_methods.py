@@ -8,6 +8,7 @@ import pytest
 
 from kernels.rounding import round_half_away
 from quantization_cmd.blob_methods import BLOB_METHODS, BlobStats, aciq, asy_min_max, min_max
+from quantization_cmd.blob_methods import kl_divergence
 from quantization_cmd.blob_methods.kl_divergence import kl_thresholds
 from quantization_cmd.config import TNN_WEIGHT_METHODS, BlobConfig, LayerConfig
 from quantization_cmd.statistics import BINS, Histogram, MeanAbs, Range
@@ -124,6 +125,20 @@ def test_kl_matches_the_plain_loop(spread):
     counts = np.histogram(values, bins=BINS, range=(0, values.max()))[0] + 1e-7
     p = counts / counts.sum()
     assert kl_thresholds(p[None])[0] == kl_loop(p)
+
+
+def test_kl_searches_a_repeated_row_once_with_the_same_result():
+    """Rows met before (a concatenation repeats its inputs' channels) come from the digest
+    cache: the same thresholds as a fresh search, at every bit width, row order kept."""
+    rng = np.random.default_rng(5)
+    rows = rng.random((3, BINS)) ** rng.integers(2, 20, (3, 1)) + 1e-7
+    rows /= rows.sum(axis=1, keepdims=True)
+    table = rows[[0, 1, 0, 2, 1]]
+    for bits in (6, 8):
+        fresh = [kl_divergence._thresholds_of(row, 2 ** (bits - 1)) for row in table]
+        assert list(kl_thresholds(table, bits)) == fresh
+        assert list(kl_thresholds(table[::-1], bits)) == fresh[::-1]
+    assert fresh != [kl_divergence._thresholds_of(row, 32) for row in table]  # so the cache is keyed by width
 
 
 def test_kl_clips_a_distribution_with_far_outliers():

@@ -15,7 +15,10 @@ the same quantities for every candidate at once, from prefix sums:
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -59,21 +62,46 @@ def _thresholds_of(p: np.ndarray, levels: int) -> int:
     folded = p[last] + tail  # bin i-1 takes the tail
     entropy = plogp[last] + folded * np.log(folded)
     log_mass = np.log(level_mass)
+    split = cut_mass[1:levels]  # boundaries 0 and levels sit on bin edges: nothing to split
+    split_mass = split.sum(axis=0)
     cross = np.einsum("ji,ji->i", whole, log_mass) + tail * log_mass[-1]
-    cross -= (cum[candidates] - cut_mass.sum(axis=0) + tail) * log_width
-    split = cut_mass[1:levels]
+    cross -= (cum[candidates] - split_mass + tail) * log_width
     mixed = level_mass[1:] + inner * (level_mass[:-1] - level_mass[1:])
-    cross += np.einsum("ji,ji->i", split, np.log(mixed)) - split.sum(axis=0) * log_width
+    cross += np.einsum("ji,ji->i", split, np.log(mixed)) - split_mass * log_width
     return int(candidates[np.argmin(entropy - cross)])
 
 
+#: Thresholds found so far, by a digest of the histogram row and the level count. A
+#: concatenation's channels have the histograms of its inputs' channels (a third of
+#: SqueezeNet's rows), and a dead channel's histogram is the same everywhere.
+_found: "OrderedDict[bytes, int]" = OrderedDict()
+FOUND_KEPT = 1 << 16
+_found_lock = threading.Lock()
+
+
+def _digest(row: np.ndarray, levels: int) -> bytes:
+    return hashlib.blake2b(row.tobytes(), digest_size=16, salt=levels.to_bytes(16, "little")).digest()
+
+
 def kl_thresholds(distribution: np.ndarray, bits: int = 8) -> np.ndarray:
-    """The threshold bin of least KL divergence for each row of a normalized histogram;
-    rows are independent, so they are spread over the machine's cores."""
+    """The threshold bin of least KL divergence for each row of a normalized histogram.
+    Rows are independent: those not searched before are spread over the machine's cores."""
     rows = distribution.astype(np.float64)
     levels = qmax(bits) + 1
-    with ThreadPoolExecutor(max_workers=min(WORKERS, len(rows)) or 1) as pool:
-        return np.fromiter(pool.map(lambda row: _thresholds_of(row, levels), rows), np.int64, len(rows))
+    keys = [_digest(row, levels) for row in rows]
+    with _found_lock:
+        known = {key: _found[key] for key in keys if key in _found}
+    todo = {key: row for key, row in zip(keys, rows) if key not in known}
+    with ThreadPoolExecutor(max_workers=min(WORKERS, len(todo)) or 1) as pool:
+        searched = dict(zip(todo, pool.map(lambda row: _thresholds_of(row, levels), todo.values())))
+    known.update(searched)
+    with _found_lock:
+        _found.update(searched)
+        for key in keys:
+            _found.move_to_end(key)
+        while len(_found) > FOUND_KEPT:
+            _found.popitem(last=False)
+    return np.array([known[key] for key in keys], np.int64)
 
 
 def scales(stats: BlobStats) -> Scales:
