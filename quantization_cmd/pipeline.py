@@ -159,15 +159,22 @@ def fresh(stats: Mapping[StatKey, Statistic], first: int) -> Statistics:
     return out
 
 
-def observe(interpreter: Interpreter, stats: Mapping[StatKey, Statistic], batches: Iterable[Batch]) -> None:
-    """The float model over `batches`, feeding each blob to its statistics."""
-    by_blob: Dict[str, List[Statistic]] = {}
+def observe(interpreter: Interpreter, stats: Mapping[StatKey, Statistic], batches: Iterable[Batch],
+            locks: Mapping[StatKey, threading.Lock] = {}) -> None:
+    """The float model over `batches`, feeding each blob to its statistics; those with a lock
+    are shared with other threads and are added to under it."""
+    by_blob: Dict[str, List[Tuple[Statistic, Optional[threading.Lock]]]] = {}
     for key, stat in stats.items():
-        by_blob.setdefault(key.blob, []).append(stat)
+        by_blob.setdefault(key.blob, []).append((stat, locks.get(key)))
 
     def hook(layer, blob: str, value: np.ndarray) -> None:
-        for stat in by_blob.get(blob, ()):
-            stat.observe(value)
+        for stat, lock in by_blob.get(blob, ()):
+            if lock is None:
+                stat.observe(value)
+            else:
+                summary = stat.summary(value)
+                with lock:
+                    stat.add(summary)
 
     for batch in batches:
         interpreter.forward(batch, hook=hook)
@@ -231,17 +238,12 @@ def _local_shards(groups: Iterable[Tuple[int, List[Batch]]], local: Callable[[in
                              lambda handle: (handle[0], handle[1].result()), groups, WORKERS)
 
 
-#: Shards run one per core at once only when what each thread adds stays bounded: its copy
-#: of the statistics accumulated in place (per-channel histograms of SqueezeNet: 114 MB, one
-#: thread) and the blobs of its forward pass (all of a batch's blobs, an upper bound: SqueezeNet
-#: 138 MB at batch 8, ResNet50 and Inception v3 670-720 MB; measured, the second thread adds
-#: 100-250 MB to their peak, which stays below onnxruntime's).
-LANE_BYTES = 32 << 20
+#: Shards run one per core at once only when what each thread adds stays bounded: the blobs
+#: of its forward pass (all of a batch's blobs, an upper bound: SqueezeNet 138 MB at batch 8,
+#: ResNet50 and Inception v3 670-720 MB; measured, the second thread adds 100-250 MB to their
+#: peak, which stays below onnxruntime's). The statistics accumulated in place are shared
+#: (per-channel histograms of SqueezeNet: 106 MB, once).
 THREAD_BLOB_BYTES = 1 << 30
-
-
-def _nbytes(stat: Statistic) -> int:
-    return sum(v.nbytes for v in vars(stat).values() if isinstance(v, np.ndarray))
 
 
 def _batch_blob_bytes(interpreter: Interpreter, batch: int) -> int:
@@ -260,22 +262,20 @@ def collect(net: Net, samples: Optional[SampleSource], requests: Mapping[StatKey
         missing = sorted({key.blob for key in requests})
         raise ValueError(f"calibration needs samples: no statistics for blob '{missing[0]}'")
     interpreter = Interpreter(net)
-    # statistics whose merge is exact in any order (ranges, integer counts) accumulate in place,
-    # one copy per thread that reads shards here; the others start afresh in every shard
+    # statistics whose merge is exact in any order (ranges, integer counts) accumulate in place
+    # into one copy that threads reading shards here share; the others start afresh in every shard
     pooled = {k: s for k, s in requests.items() if getattr(s, "exact", False) and not getattr(s, "ordered", False)}
     per_shard = {k: s for k, s in requests.items() if k not in pooled}
-    lanes: Dict[int, Statistics] = {}
-    lane_lock = threading.Lock()
-    threads = sum(_nbytes(stat) for stat in pooled.values()) <= LANE_BYTES and \
-        _batch_blob_bytes(interpreter, samples.batch_size) <= THREAD_BLOB_BYTES
+    threads = _batch_blob_bytes(interpreter, samples.batch_size) <= THREAD_BLOB_BYTES
+    locks = {key: threading.Lock() for key in pooled} if threads else {}
+    shared = fresh(pooled, 0)  # the requests stay empty
+    observed = False
 
     def local(first: int, batches: List[Batch]) -> Statistics:
-        with lane_lock:  # in threads, each into its own copy of the untouched requests
-            lane = lanes.get(threading.get_ident())
-            if lane is None:
-                lane = lanes[threading.get_ident()] = fresh(pooled, first) if threads else pooled
+        nonlocal observed
+        observed = True
         part = fresh(per_shard, first)
-        observe(interpreter, {**lane, **part}, batches)
+        observe(interpreter, {**shared, **part}, batches, locks)
         return part
 
     total: Statistics = {}
@@ -283,8 +283,8 @@ def collect(net: Net, samples: Optional[SampleSource], requests: Mapping[StatKey
                           local, emit, task, threads):
         for key, stat in part.items():
             total[key] = total[key].merge(stat) if key in total else stat
-    if lanes:
-        total.update(merge(*lanes.values()))
+    if observed:
+        total.update(shared)
     return {key: total[key] for key in requests}
 
 

@@ -6,13 +6,15 @@ it passes (nothing keeps activations). Every statistic has `merge`: the statisti
 shards of the data merge into those of the whole (exactly for ranges and fixed-range
 histograms), which is what sharded or distributed calibration stands on. A statistic whose
 merge is exact in any grouping says so (`exact = True`); float sums are not, and the data
-pass gives them the same grouping wherever it runs (shards.py). Turning statistics into
+pass gives them the same grouping wherever it runs (shards.py). Those exact in any order too
+(not `ordered`) split `observe` into `summary(x)`, which reads no state, and `add(summary)`,
+so that threads can share one copy and take turns only to add. Turning statistics into
 scales is the job of `blob_methods`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping, Union
+from typing import Dict, Mapping, Tuple, Union
 
 import numpy as np
 
@@ -52,10 +54,17 @@ class Range:
         self.min = np.full(size, np.inf, np.float32)
         self.max = np.full(size, -np.inf, np.float32)
 
-    def observe(self, x: np.ndarray) -> None:
+    def summary(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The range of `x` alone (no state read or written: threads may share the statistic)."""
         flat = by_channel(x, self.per_tensor)
-        np.minimum(self.min, flat.min(axis=1), out=self.min)
-        np.maximum(self.max, flat.max(axis=1), out=self.max)
+        return flat.min(axis=1), flat.max(axis=1)
+
+    def add(self, summary: Tuple[np.ndarray, np.ndarray]) -> None:
+        np.minimum(self.min, summary[0], out=self.min)
+        np.maximum(self.max, summary[1], out=self.max)
+
+    def observe(self, x: np.ndarray) -> None:
+        self.add(self.summary(x))
 
     def merge(self, other: "Range") -> "Range":
         out = Range(self.min.size, self.per_tensor)
@@ -120,18 +129,30 @@ class Histogram:
         """A histogram over the range a first pass found."""
         return cls(value_range.absmax, value_range.valid, value_range.per_tensor)
 
-    def observe(self, x: np.ndarray) -> None:
-        flat = by_channel(x, self.per_tensor or self.interval.size == 1)
-        channels = flat.shape[0]
-        index = np.abs(flat) * self.interval[:, None]
-        bins = np.minimum(index.astype(np.int32), BINS - 1)
-        bins += (np.arange(channels, dtype=np.int32) * BINS)[:, None]
-        counts = np.bincount(bins.ravel(), minlength=channels * BINS).reshape(channels, BINS)
-        zeros = np.count_nonzero(flat == 0, axis=1)
+    def summary(self, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The counts and zeros of `x` alone (no state read or written: threads may share the
+        statistic). Bins are numbered channel by channel, so one bincount counts them all, in
+        whatever order the values lie (no channel-major copy)."""
+        planes = x.reshape(1, 1, -1) if x.ndim < 2 or self.per_tensor or self.interval.size == 1 else \
+            x.reshape(x.shape[0], x.shape[1], -1)
+        channels = planes.shape[1]
+        index = np.abs(planes)
+        index *= self.interval[None, :, None]
+        np.minimum(index, np.float32(BINS - 1), out=index)  # before the cast: a truncation, so the same bins
+        bins = index.astype(np.intp)
+        bins += (np.arange(channels, dtype=np.intp) * BINS)[None, :, None]
+        counts = np.bincount(bins.reshape(-1), minlength=channels * BINS).reshape(channels, BINS)
+        zeros = np.count_nonzero(planes == 0, axis=(0, 2))
         counts[:, 0] -= zeros  # zeros are not counted
         counts[~self.valid] = 0
-        self.counts += counts
-        self.zeros += np.where(self.valid, zeros, 0)
+        return counts, np.where(self.valid, zeros, 0)
+
+    def add(self, summary: Tuple[np.ndarray, np.ndarray]) -> None:
+        self.counts += summary[0]
+        self.zeros += summary[1]
+
+    def observe(self, x: np.ndarray) -> None:
+        self.add(self.summary(x))
 
     def merge(self, other: "Histogram") -> "Histogram":
         if not np.array_equal(self.interval, other.interval):
