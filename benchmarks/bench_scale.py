@@ -38,8 +38,12 @@ def peak_run(command: str, args: Sequence[str], cwd: Path = ROOT) -> Run:
     """Run `python -m command args` (this checkout first on the path) in a wrapper process."""
     inner = [sys.executable, "-c", f"import sys; sys.path.insert(0, sys.argv.pop(1)); from {command} import main; "
              "main()", str(ROOT)] + list(args)
-    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-               "sys.stderr.write(r.stderr); print(r.stdout); "
+    # the wrapper adopts orphaned descendants (PR_SET_CHILD_SUBREAPER, 36: the workers of a
+    # fork server) and waits for them, so that their CPU time counts too
+    wrapper = ("import ctypes, os, resource, subprocess, sys; ctypes.CDLL(None).prctl(36, 1, 0, 0, 0); "
+               "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "sys.stderr.write(r.stderr); print(r.stdout)\n"
+               "while True:\n try: os.waitpid(-1, 0)\n except ChildProcessError: break\n"
                "u = resource.getrusage(resource.RUSAGE_CHILDREN); print(u.ru_utime + u.ru_stime, u.ru_maxrss); "
                "sys.exit(r.returncode)")
     start = time.perf_counter()

@@ -281,8 +281,13 @@ def collect(net: Net, samples: Optional[SampleSource], requests: Mapping[StatKey
     total: Statistics = {}
     for part in data_pass(samples, runner, COLLECT, (net, dict(requests), samples.one_at_a_time),
                           local, emit, task, threads):
-        for key, stat in part.items():
-            total[key] = total[key].merge(stat) if key in total else stat
+        for key, stat in part.items():  # a worker's shard: its exact statistics merge in place
+            if key not in total:
+                total[key] = stat
+            elif key in pooled:
+                total[key].add(stat.totals())
+            else:
+                total[key] = total[key].merge(stat)
     if observed:
         total.update(shared)
     return {key: total[key] for key in requests}

@@ -13,11 +13,13 @@ statistics) travels once per worker and pass, not once per shard.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import itertools
 import os
 import pickle
 import re
+import sys
 import tempfile
 import threading
 from collections import deque
@@ -115,22 +117,43 @@ def in_order(submit: Callable[[Any], Any], result: Callable[[Any], Any], shards:
         yield result(pending.popleft())
 
 
+#: What worker processes import before they are forked from the fork server (once, not once
+#: per worker): the modules whose functions shards run.
+WORKER_MODULES = ["quantization_cmd.pipeline", "quantization_cmd.fidelity", "quantization_cmd.eval_cmd"]
+
+
+def _start_pool(jobs: int):
+    """A pool of `jobs` processes forked from a fork server that imported WORKER_MODULES (no
+    state of ours is forked: the server is a fresh interpreter); spawned where there is no
+    fork server (Windows) and from the single-file binary (its workers are the binary itself,
+    started through multiprocessing.freeze_support)."""
+    import multiprocessing
+
+    if getattr(sys, "frozen", False) or "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn").Pool(jobs)
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_MODULES)
+    return context.Pool(jobs)
+
+
 class Processes(Runner):
     """`jobs` worker processes on this machine, each with one thread (N processes x 1 thread);
-    started on first use (spawned: no state of ours is forked), kept for the run."""
+    started at once in the background (while the model is read), kept for the run."""
 
     remote = True
 
     def __init__(self, jobs: int):
         self.jobs = jobs
+        starter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pool-start")
+        self._starting: Optional[concurrent.futures.Future] = starter.submit(_start_pool, jobs)
+        starter.shutdown(wait=False)
         self._pool = None
         self._passes = itertools.count()
 
     def map(self, work: Work, shared: Any, shards: Iterable[Any]) -> Iterator[Any]:
-        import multiprocessing
-
         if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(self.jobs)
+            self._pool = self._starting.result() if self._starting is not None else _start_pool(self.jobs)
+            self._starting = None
         fd, path = tempfile.mkstemp(prefix="quantization_cmd-", suffix=".pickle")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -142,6 +165,9 @@ class Processes(Runner):
             os.unlink(path)
 
     def close(self) -> None:
+        if self._pool is None and self._starting is not None and self._starting.exception() is None:
+            self._pool = self._starting.result()  # started but never used (e.g. the command failed first)
+        self._starting = None
         if self._pool is not None:
             self._pool.terminate()
             self._pool.join()
