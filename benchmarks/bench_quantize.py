@@ -64,6 +64,7 @@ ROWS: List[Tuple[str, List[str], str, bool]] = [
     ("MIN_MAX, per-channel (TNN default) / MinMax per-channel", ["-b", "0", "-w", "0", "-t", "0"], "MinMax", True),
     ("KL, mix / Entropy per-channel", ["-b", "2", "-w", "0", "-t", "1"], "Entropy", True),
     ("KL, per-tensor / Entropy per-tensor", ["-b", "2", "-w", "0", "-t", "2"], "Entropy", False),
+    ("KL, per-channel (TNN default) / Entropy per-channel", ["-b", "2", "-w", "0", "-t", "0"], "Entropy", True),
     ("PERCENTILE 99.999, mix / Percentile per-channel",
      ["--range", "PERCENTILE", "--range_param", "99.999", "-w", "0", "-t", "1"], "Percentile", True),
 ]
