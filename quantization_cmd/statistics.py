@@ -127,7 +127,7 @@ class Histogram:
         self.absmax, self.valid = absmax.astype(np.float32), valid
         safe = np.where(valid, absmax, 1.0).astype(np.float32)
         self.interval = (np.float32(BINS) / safe).astype(np.float32)
-        self.counts = np.zeros((absmax.size, BINS), np.int64)
+        self._counts = np.zeros((absmax.size, BINS), np.int64)
         self.zeros = np.zeros(absmax.size, np.int64)  # exact zeros, kept apart (TNN's bins skip them)
 
     @classmethod
@@ -160,19 +160,31 @@ class Histogram:
     def observe(self, x: np.ndarray) -> None:
         self.add(self.summary(x))
 
+    @property
+    def counts(self) -> np.ndarray:
+        """(channels, BINS) int64 counts."""
+        if self._counts.dtype != np.int64:  # as it came from another process, narrow
+            self._counts = self._counts.astype(np.int64)
+        return self._counts
+
+    @counts.setter
+    def counts(self, value: np.ndarray) -> None:
+        self._counts = value
+
     def __getstate__(self) -> dict:
         """Counts travel (to worker processes and back, per shard) in the narrowest unsigned
         type that holds them, and not at all while empty: per-channel histograms of SqueezeNet
-        are 106 MB as int64, a shard's fit in 2 bytes a bin."""
+        are 106 MB as int64, a shard's fit in 2 bytes a bin. They stay narrow until read as
+        `counts` (a shard's are only added to the total's)."""
         state = dict(self.__dict__)
-        top = int(self.counts.max(initial=0))
-        state["counts"] = (self.counts.shape, self.counts.astype(np.min_scalar_type(top)) if top else None)
+        top = int(self._counts.max(initial=0))
+        state["_counts"] = (self._counts.shape, self._counts.astype(np.min_scalar_type(top)) if top else None)
         return state
 
     def __setstate__(self, state: dict) -> None:
-        shape, counts = state.pop("counts")
+        shape, counts = state.pop("_counts")
         self.__dict__.update(state)
-        self.counts = np.zeros(shape, np.int64) if counts is None else counts.astype(np.int64)
+        self._counts = np.zeros(shape, np.int64) if counts is None else counts
 
     def merge(self, other: "Histogram") -> "Histogram":
         if not np.array_equal(self.interval, other.interval):
@@ -183,8 +195,9 @@ class Histogram:
         return out
 
     def totals(self) -> Tuple[np.ndarray, np.ndarray]:
-        """What has been counted so far, as a summary: `a.add(b.totals())` merges b into a."""
-        return self.counts, self.zeros
+        """What has been counted so far, as a summary (the counts read-only, maybe narrow):
+        `a.add(b.totals())` merges b into a."""
+        return self._counts, self.zeros
 
     def distribution(self) -> np.ndarray:
         """The normalized histogram per channel as TNN holds it (float32 counts from 1e-7)."""
