@@ -82,15 +82,26 @@ def _run_task(work: Work, shared: Shared, shard: Any) -> Any:
 
 
 class Runner:
-    """Runs a pass's shards and gives their results in shard order. In-process by default."""
+    """Runs a pass's shards and gives their results in shard order. In-process by default:
+    one shard per core at once, in threads sharing the context, BLAS on one thread (as in
+    worker processes, so the results are theirs to the bit; `work.run` must then be safe to
+    run in parallel). Measured on `eval_cmd`, SqueezeNet int8, 400 images: 5.9 -> 3.8 s against
+    one shard at a time on a threaded BLAS."""
 
     jobs = 1
     remote = False
 
     def map(self, work: Work, shared: Any, shards: Iterable[Any]) -> Iterator[Any]:
+        from kernels.threads import WORKERS, parallel_batches_possible, single_threaded_blas
+
         context = work.setup(shared)
-        for shard in shards:
-            yield work.run(context, shard)
+        if not parallel_batches_possible():
+            for shard in shards:
+                yield work.run(context, shard)
+            return
+        with single_threaded_blas(), concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+            yield from in_order(lambda shard: pool.submit(work.run, context, shard),
+                                lambda handle: handle.result(), shards, WORKERS)
 
     def close(self) -> None:
         pass
