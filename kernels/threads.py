@@ -43,13 +43,28 @@ def _find_openblas() -> Optional[Tuple[Callable[[int], None], Callable[[], int]]
 
 
 _OPENBLAS = None if WORKERS < 2 else _find_openblas()
+Result = TypeVar("Result")
 
 
 _one_core = False
+_lane = threading.local()  # .active: this thread is already one of a pool's one-per-core threads
 
 
 def parallel_batches_possible() -> bool:
-    return _OPENBLAS is not None and not _one_core
+    return _OPENBLAS is not None and not _one_core and not getattr(_lane, "active", False)
+
+
+def as_lane(work: Callable[..., Result]) -> Callable[..., Result]:
+    """`work` for a thread of a one-per-core pool (run under single_threaded_blas by the
+    thread that started the pool): inside it, batches are not split again (that would take
+    single_threaded_blas's lock, which the starting thread holds, and oversubscribe the cores)."""
+    def run(*args, **kwargs) -> Result:
+        _lane.active = True
+        try:
+            return work(*args, **kwargs)
+        finally:
+            _lane.active = False
+    return run
 
 
 def use_one_core() -> None:
@@ -76,9 +91,6 @@ def single_threaded_blas() -> Iterator[None]:
             yield
         finally:
             setter(before)
-
-
-Result = TypeVar("Result")
 
 
 def split_batch(batch: Dict[str, np.ndarray], parts: int) -> List[Dict[str, np.ndarray]]:

@@ -18,7 +18,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, 
 import numpy as np
 
 from kernels import Interpreter
-from kernels.threads import WORKERS, parallel_batches_possible, single_threaded_blas
+from kernels.threads import WORKERS, as_lane, parallel_batches_possible, single_threaded_blas
 from tnnformat import BlobScale, Net
 
 from .config import QuantConfig
@@ -234,7 +234,7 @@ def _local_shards(groups: Iterable[Tuple[int, List[Batch]]], local: Callable[[in
             yield len(batches), local(first, batches)
         return
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="shard") as pool:
-        yield from in_order(lambda group: (len(group[1]), pool.submit(local, *group)),
+        yield from in_order(lambda group: (len(group[1]), pool.submit(as_lane(local), *group)),
                              lambda handle: (handle[0], handle[1].result()), groups, WORKERS)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import List
 
@@ -14,7 +15,8 @@ import pytest
 import tnnformat
 from quantization_cmd import from_tnn_flags, quantize
 from quantization_cmd.inputs import Preprocess, read_input_file
-from quantization_cmd.shards import Processes
+from kernels.threads import map_batch_parts
+from quantization_cmd.shards import LOCAL, Processes, Work
 
 from conftest import require, shared_path
 
@@ -165,3 +167,22 @@ def test_statistics_on_every_core_give_the_bytes_of_one_thread(tmp_path, demo_in
             quantize(net, {"input": demo_inputs}, from_tnn_flags(b, w, t)).save(str(tmp_path / f"m{k}"))
         assert model_bytes(tmp_path / "m0") == model_bytes(tmp_path / "m1"), (b, w, t)
     assert started, "the statistics pass never ran in threads"
+
+
+def _doubled_in_parts(context, shard: np.ndarray) -> np.ndarray:
+    """A shard's work that itself splits a batch over the cores (as a batch-8 forward does)."""
+    return np.concatenate(map_batch_parts(lambda part: part["x"] * context, {"x": shard}))
+
+
+def test_in_process_shards_run_side_by_side_and_may_split_their_batches():
+    """Shards run in this process one per core in threads; a shard that splits its batch
+    again runs its parts in its own thread (no second pool, no wait on the BLAS lock the
+    pool's starter holds), and the results come in shard order."""
+    shards = [np.arange(8, dtype=np.float32) + 8 * k for k in range(6)]
+    results: List[np.ndarray] = []
+    runner = threading.Thread(target=lambda: results.extend(LOCAL.map(Work(lambda shared: shared, _doubled_in_parts),
+                                                                       np.float32(2), shards)), daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    assert not runner.is_alive(), "the shards deadlocked"
+    assert [r.tolist() for r in results] == [(2 * s).tolist() for s in shards]
