@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import copy
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
 from kernels import Interpreter
-from kernels.threads import WORKERS, as_lane, parallel_batches_possible, single_threaded_blas
+from kernels.threads import single_threaded_blas
 from tnnformat import BlobScale, Net
 
 from .config import QuantConfig
 from .events import Listener, Progress, TaskDone, ignore
 from .plan import Plan
-from .shards import LOCAL, Runner, Work, in_order, shard_batches
-from .statistics import StatKey, Statistic, Statistics, merge
+from .shards import LOCAL, Runner, Work, shard_batches, side_by_side
+from .statistics import StatKey, Statistic, Statistics, Summed
 
 Batch = Dict[str, np.ndarray]
 #: Calibration samples: a re-iterable of batches (a list, the CLI's file reader), a callable
@@ -216,26 +215,14 @@ def data_pass(samples: SampleSource, runner: Runner, work: Work, shared: object,
             yield result
     else:
         with single_threaded_blas():  # as in the workers: a threaded BLAS sums dot products in another order
-            for count, result in _local_shards(samples.grouped(per), local, threads and parallel_batches_possible()):
+            for count, result in side_by_side(lambda group: (len(group[1]), local(*group)), samples.grouped(per),
+                                              threads):
                 done += count
                 emit(Progress(task, done, samples.batches))
                 yield result
     emit(TaskDone(task))
     if done == 0:
         raise ValueError(f"{task}: got no samples")
-
-
-def _local_shards(groups: Iterable[Tuple[int, List[Batch]]], local: Callable[[int, List[Batch]], R],
-                  parallel: bool) -> Iterator[Tuple[int, R]]:
-    """(batches in the shard, its result) in shard order, with up to one shard per core in
-    flight when `parallel`."""
-    if not parallel:
-        for first, batches in groups:
-            yield len(batches), local(first, batches)
-        return
-    with ThreadPoolExecutor(WORKERS, thread_name_prefix="shard") as pool:
-        yield from in_order(lambda group: (len(group[1]), pool.submit(as_lane(local), *group)),
-                             lambda handle: (handle[0], handle[1].result()), groups, WORKERS)
 
 
 #: Shards run one per core at once only when what each thread adds stays bounded: the blobs
@@ -264,7 +251,7 @@ def collect(net: Net, samples: Optional[SampleSource], requests: Mapping[StatKey
     interpreter = Interpreter(net)
     # statistics whose merge is exact in any order (ranges, integer counts) accumulate in place
     # into one copy that threads reading shards here share; the others start afresh in every shard
-    pooled = {k: s for k, s in requests.items() if getattr(s, "exact", False) and not getattr(s, "ordered", False)}
+    pooled = {k: s for k, s in requests.items() if isinstance(s, Summed)}
     per_shard = {k: s for k, s in requests.items() if k not in pooled}
     threads = _batch_blob_bytes(interpreter, samples.batch_size) <= THREAD_BLOB_BYTES
     locks = {key: threading.Lock() for key in pooled} if threads else {}

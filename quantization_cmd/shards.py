@@ -3,8 +3,9 @@
 
 A data pass is cut into shards of whole batches, SHARD_SAMPLES samples each whatever the
 number of workers; each shard's results are merged into the total in shard order. Statistics
-whose merge is exact in any order (ranges, integer histogram counts) may be accumulated in
-place, one copy per thread when shards run here on every core at once; the others (float
+whose merge is exact in any order (ranges, integer histogram counts: statistics.Summed) may
+be accumulated in place, one copy shared by the threads when shards run here on every core
+at once; the others (float
 sums, per-sample lists) start afresh in every shard, locally too, so the sums are added in
 the same order wherever the shards ran. Work reaches workers as two
 module-level functions, `setup(shared) -> context` (run once per worker and pass, e.g. an
@@ -13,7 +14,6 @@ statistics) travels once per worker and pass, not once per shard.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import itertools
 import os
@@ -23,8 +23,11 @@ import sys
 import tempfile
 import threading
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
+
+R = TypeVar("R")
 
 #: Samples per shard: small enough to spread 100 images evenly over a few workers, large
 #: enough that a shard's merge costs little beside its forward passes.
@@ -82,10 +85,9 @@ def _run_task(work: Work, shared: Shared, shard: Any) -> Any:
 
 
 class Runner:
-    """Runs a pass's shards and gives their results in shard order. In-process by default:
-    one shard per core at once, in threads sharing the context, BLAS on one thread (as in
-    worker processes, so the results are theirs to the bit; `work.run` must then be safe to
-    run in parallel; batches it splits again run in its own thread, see kernels.threads.as_lane).
+    """Runs a pass's shards and gives their results in shard order. In-process by default,
+    side by side (see `side_by_side`: BLAS on one thread, as in worker processes, so the
+    results are theirs to the bit; `work.run` must then be safe to run in parallel).
     `eval_cmd` on SqueezeNet, 400 images, against one shard at a time on a threaded BLAS (and
     one image per forward): int8 5.9 -> 4.1 s, float 3.8 -> 3.0 s."""
 
@@ -93,16 +95,8 @@ class Runner:
     remote = False
 
     def map(self, work: Work, shared: Any, shards: Iterable[Any]) -> Iterator[Any]:
-        from kernels.threads import WORKERS, as_lane, parallel_batches_possible, single_threaded_blas
-
         context = work.setup(shared)
-        if not parallel_batches_possible():
-            for shard in shards:
-                yield work.run(context, shard)
-            return
-        with single_threaded_blas(), concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
-            yield from in_order(lambda shard: pool.submit(as_lane(work.run), context, shard),
-                                lambda handle: handle.result(), shards, WORKERS)
+        return side_by_side(lambda shard: work.run(context, shard), shards)
 
     def close(self) -> None:
         pass
@@ -127,6 +121,20 @@ def in_order(submit: Callable[[Any], Any], result: Callable[[Any], Any], shards:
             yield result(pending.popleft())
     while pending:
         yield result(pending.popleft())
+
+
+def side_by_side(run: Callable[[Any], R], items: Iterable[Any], parallel: bool = True) -> Iterator[R]:
+    """`run(item)` for each item, in order: one item per core at once in threads with BLAS on
+    one thread where the cores allow (and `parallel`), else one after the other. A thread's
+    own batches are not split again (kernels.threads.as_lane)."""
+    from kernels.threads import WORKERS, as_lane, parallel_batches_possible, single_threaded_blas
+
+    if not (parallel and parallel_batches_possible()):
+        yield from map(run, items)
+        return
+    with single_threaded_blas(), ThreadPoolExecutor(WORKERS, thread_name_prefix="shard") as pool:
+        yield from in_order(lambda item: pool.submit(as_lane(run), item), lambda handle: handle.result(),
+                            items, WORKERS)
 
 
 #: What worker processes import before they are forked from the fork server (once, not once
@@ -156,34 +164,35 @@ class Processes(Runner):
 
     def __init__(self, jobs: int):
         self.jobs = jobs
-        starter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pool-start")
-        self._starting: Optional[concurrent.futures.Future] = starter.submit(_start_pool, jobs)
-        starter.shutdown(wait=False)
-        self._pool = None
+        self._pool = self._start()
         self._passes = itertools.count()
 
+    def _start(self) -> Future:
+        starter = ThreadPoolExecutor(1, thread_name_prefix="pool-start")
+        pool = starter.submit(_start_pool, self.jobs)
+        starter.shutdown(wait=False)
+        return pool
+
     def map(self, work: Work, shared: Any, shards: Iterable[Any]) -> Iterator[Any]:
-        if self._pool is None:
-            self._pool = self._starting.result() if self._starting is not None else _start_pool(self.jobs)
-            self._starting = None
+        if self._pool is None:  # closed: start again
+            self._pool = self._start()
+        pool = self._pool.result()
         fd, path = tempfile.mkstemp(prefix="quantization_cmd-", suffix=".pickle")
         try:
             with os.fdopen(fd, "wb") as f:
                 pickle.dump(shared, f, protocol=pickle.HIGHEST_PROTOCOL)
             ref = Shared(f"{os.getpid()}-{next(self._passes)}", path=path)
-            yield from in_order(lambda s: self._pool.apply_async(_run_task, (work, ref, s)),
+            yield from in_order(lambda s: pool.apply_async(_run_task, (work, ref, s)),
                                  lambda handle: handle.get(), shards, AHEAD * self.jobs)
         finally:
             os.unlink(path)
 
     def close(self) -> None:
-        if self._pool is None and self._starting is not None and self._starting.exception() is None:
-            self._pool = self._starting.result()  # started but never used (e.g. the command failed first)
-        self._starting = None
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        """Ends the workers, also those started but never used (the command failed first)."""
+        starting, self._pool = self._pool, None
+        if starting is not None and starting.exception() is None:
+            starting.result().terminate()
+            starting.result().join()
 
 
 class DaskCluster(Runner):

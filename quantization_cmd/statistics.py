@@ -5,12 +5,12 @@ fills every statistic a step asked for, reducing each batch to a few numbers per
 it passes (nothing keeps activations). Every statistic has `merge`: the statistics of two
 shards of the data merge into those of the whole (exactly for ranges and fixed-range
 histograms), which is what sharded or distributed calibration stands on. A statistic whose
-merge is exact in any grouping says so (`exact = True`); float sums are not, and the data
-pass gives them the same grouping wherever it runs (shards.py). Those exact in any order too
-(not `ordered`) split `observe` into `summary(x)`, which reads no state, and `add(summary)`,
-so that threads can share one copy and take turns only to add; `totals()` is their own state
-as a summary, to merge in place. Turning statistics into
-scales is the job of `blob_methods`.
+merge is exact in any grouping and any order is a `Summed`: it splits `observe` into
+`summary(x)`, which reads no state, and `add(summary)`, so that threads can share one copy
+and take turns only to add, and `totals()` gives its own state as a summary, to merge in
+place. The others (float sums, per-sample lists in sample order) start afresh in every
+shard, and the data pass merges them in shard order wherever it runs (shards.py). Turning
+statistics into scales is the job of `blob_methods`.
 """
 from __future__ import annotations
 
@@ -43,11 +43,24 @@ def by_channel(x: np.ndarray, per_tensor: bool) -> np.ndarray:
     return np.moveaxis(x.reshape(x.shape[0], x.shape[1], -1), 1, 0).reshape(x.shape[1], -1)
 
 
-class Range:
+class Summed:
+    """A statistic exact in any order (see the module's docstring): it defines `summary(x)`,
+    `add(summary)`, `totals()` and `empty()`, a copy that has seen nothing."""
+
+    def observe(self, x: np.ndarray) -> None:
+        self.add(self.summary(x))
+
+    def merge(self, other):
+        out = self.empty()
+        out.add(self.totals())
+        out.add(other.totals())
+        return out
+
+
+class Range(Summed):
     """Min and max per channel (one channel when per tensor)."""
 
     kind = RANGE
-    exact = True  # min and max: merged exactly, in any order
 
     def __init__(self, channels: int, per_tensor: bool):
         self.per_tensor = per_tensor
@@ -64,18 +77,12 @@ class Range:
         np.minimum(self.min, summary[0], out=self.min)
         np.maximum(self.max, summary[1], out=self.max)
 
-    def observe(self, x: np.ndarray) -> None:
-        self.add(self.summary(x))
-
     def totals(self) -> Tuple[np.ndarray, np.ndarray]:
         """What has been seen so far, as a summary: `a.add(b.totals())` merges b into a."""
         return self.min, self.max
 
-    def merge(self, other: "Range") -> "Range":
-        out = Range(self.min.size, self.per_tensor)
-        out.add(self.totals())
-        out.add(other.totals())
-        return out
+    def empty(self) -> "Range":
+        return Range(self.min.size, self.per_tensor)
 
     @property
     def absmax(self) -> np.ndarray:
@@ -114,13 +121,12 @@ class MeanAbs:
         return (self.abs_sum / max(self.samples, 1)).astype(np.float32)
 
 
-class Histogram:
+class Histogram(Summed):
     """Histogram of |x| per channel over the fixed range [0, absmax] in BINS bins, zeros not
     counted; channels outside `valid` stay empty. The bin of a value is
     int(|x| * (BINS / absmax)) in float32, as TNN computes it."""
 
     kind = HISTOGRAM
-    exact = True  # integer counts
 
     def __init__(self, absmax: np.ndarray, valid: np.ndarray, per_tensor: bool):
         self.per_tensor = per_tensor
@@ -157,9 +163,6 @@ class Histogram:
         self.counts += summary[0]
         self.zeros += summary[1]
 
-    def observe(self, x: np.ndarray) -> None:
-        self.add(self.summary(x))
-
     @property
     def counts(self) -> np.ndarray:
         """(channels, BINS) int64 counts."""
@@ -189,10 +192,10 @@ class Histogram:
     def merge(self, other: "Histogram") -> "Histogram":
         if not np.array_equal(self.interval, other.interval):
             raise ValueError("histograms over different ranges do not merge")
-        out = Histogram(self.absmax, self.valid, self.per_tensor)
-        out.add(self.totals())
-        out.add(other.totals())
-        return out
+        return super().merge(other)
+
+    def empty(self) -> "Histogram":
+        return Histogram(self.absmax, self.valid, self.per_tensor)
 
     def totals(self) -> Tuple[np.ndarray, np.ndarray]:
         """What has been counted so far, as a summary (the counts read-only, maybe narrow):
@@ -212,8 +215,6 @@ class SampleQuantiles:
     so the result does not depend on how the data is batched."""
 
     kind = SAMPLE_QUANTILES
-    exact = True  # lists in sample order: merged in shard order, as they were collected
-    ordered = True  # ... and only in that order
 
     def __init__(self, channels: int, per_tensor: bool, outlier: float):
         self.per_tensor, self.outlier = per_tensor, outlier

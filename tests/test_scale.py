@@ -153,14 +153,14 @@ def test_dask_not_installed_is_a_flag_error(tmp_path):
 
 def test_statistics_on_every_core_give_the_bytes_of_one_thread(tmp_path, demo_inputs, monkeypatch):
     """The statistics pass runs its shards here one per core at once (ranges and histogram
-    counts accumulated per thread): the bytes of one thread, for methods of each statistic."""
+    counts shared by the threads): the bytes of one thread, for methods of each statistic."""
     from kernels import threads
-    from quantization_cmd import pipeline
+    from quantization_cmd import shards
 
     net = tnnformat.load(DATA / "digits.tnnproto", DATA / "digits.tnnmodel")
     started = []
-    pool = pipeline.ThreadPoolExecutor
-    monkeypatch.setattr(pipeline, "ThreadPoolExecutor", lambda *a, **k: started.append(1) or pool(*a, **k))
+    pool = shards.ThreadPoolExecutor
+    monkeypatch.setattr(shards, "ThreadPoolExecutor", lambda *a, **k: started.append(1) or pool(*a, **k))
     for b, w, t in [(0, 0, 0), (2, 1, 2), (3, 3, 1), (4, 0, 0)]:
         for k, one_core in enumerate((True, False)):
             monkeypatch.setattr(threads, "_one_core", one_core)
