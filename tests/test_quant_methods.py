@@ -184,6 +184,42 @@ def test_admm_converges_to_a_fixed_point_and_never_increases_the_error():
     assert np.all(err_admm <= err_start + 1e-9)
 
 
+def tnn_admm_row(w: np.ndarray, bits: int):
+    """TNN's ADMM loop for one row as written: 1000 rounds, float32 dot products added in
+    order, std::round."""
+    top, eps = 2 ** (bits - 1) - 1, np.float32(1e-9)
+    scale = np.float32(np.abs(w).max() / (top * 1.25))
+    for _ in range(1000):
+        q = np.clip(round_half_away(w / (scale + eps)), -top, top).astype(np.float32)
+        scale = np.float32(np.cumsum(w * q, dtype=np.float32)[-1] / (np.cumsum(q * q, dtype=np.float32)[-1] + eps))
+    return q, scale
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_admm_gives_tnn_loops_bits_in_pieces_on_all_cores(bits, monkeypatch):
+    """Early exits, the working set, pieces of a few rows (here 7) and a single-row piece
+    change nothing: q and scale are those of TNN's 1000-round loop, to the bit."""
+    rng = np.random.default_rng(bits)
+    w = np.concatenate([rng.standard_normal((9, 400)) * rng.uniform(0.01, 3, (9, 1)), rng.laplace(size=(6, 400)),
+                        np.zeros((1, 400)), np.full((1, 400), 0.25)]).astype(np.float32)
+    monkeypatch.setattr(admm, "PIECE_VALUES", 7 * 400)  # pieces of 7, 7 and 3 rows
+    q, scale, zero = admm.quantize(np.concatenate([w, w[:1]]), bits)
+    for row in range(len(w)):
+        expected_q, expected_scale = tnn_admm_row(w[row], bits)
+        assert np.array_equal(q[row], expected_q) and scale[row].tobytes() == expected_scale.tobytes(), row
+    assert np.array_equal(q[-1], q[0]) and scale[-1] == scale[0] and not zero.any()
+
+
+@pytest.mark.parametrize("columns", [2, 3, 8, 65])
+def test_admm_dot_products_add_each_rows_values_in_order(columns):
+    """The scale's dot products rely on numpy adding down the first axis row after row (it
+    sums in pairs only along the contiguous axis): checked against the cumulative sum."""
+    rng = np.random.default_rng(columns)
+    a, b = (rng.standard_normal((5000, columns)).astype(np.float32) * 100 for _ in range(2))
+    assert np.array_equal(admm._running_dot(a, b), np.cumsum(a * b, axis=0, dtype=np.float32)[-1])
+    assert np.array_equal(admm._running_dot(a[:, :1], b[:, :1]), np.cumsum(a[:, 0] * b[:, 0], dtype=np.float32)[-1:])
+
+
 def conv_layer(out=4, cin=3, group=1, bias=1):
     from tnnformat import Layer
     from tnnformat.layer_types import spec
