@@ -80,7 +80,7 @@ def accumulator_dtype(centered: np.ndarray, x: BlobScale, bias: Optional[np.ndar
     weights; an int8 input minus its zero point lies within [-128 - zp, 127 - zp]."""
     zero = np.asarray(x.zero_point, np.float64).reshape(-1)
     largest_input = float(np.max(np.maximum(127 - zero, zero + 128)))
-    largest_row = float(np.abs(centered).sum(axis=1).max(initial=0.0))
+    largest_row = float(np.abs(centered).sum(axis=1, dtype=np.float64).max(initial=0.0))
     largest_bias = float(np.abs(bias.astype(np.float64)).max(initial=0.0)) if bias is not None else 0.0
     return np.float32 if largest_row * largest_input + largest_bias < FLOAT32_EXACT else np.float64
 

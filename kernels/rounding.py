@@ -6,9 +6,14 @@ import numpy as np
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
-    """std::round elementwise, as int64; exact for float32 input (the sum is done in float64)."""
-    wide = np.asarray(x, dtype=np.float64)
-    return (np.sign(wide) * np.floor(np.abs(wide) + 0.5)).astype(np.int64)
+    """std::round elementwise, as int64. Exact in the input's own float type (float64 for
+    integers), so float32 weights need no float64 copy: trunc(x) and x - trunc(x) are exact."""
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    whole = np.trunc(x)
+    whole = whole + np.copysign(np.abs(x - whole) >= 0.5, x, dtype=x.dtype)
+    return whole.astype(np.int64)
 
 
 def float2int8(value: np.ndarray, finite: bool = False) -> np.ndarray:

@@ -35,6 +35,14 @@ def stats_of(x: np.ndarray, per_tensor=False, mean_abs=False, histogram=False, m
 def test_round_half_away_from_zero():
     values = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 0.49999997, -2.5000002], np.float32)
     assert round_half_away(values).tolist() == [1, 2, 3, -1, -2, 0, -3]
+    rng = np.random.default_rng(0)  # against floor(|x| + 0.5) in float64, exact for both types
+    for dtype in (np.float32, np.float64):
+        x = np.concatenate([rng.standard_normal(20000) * 10.0 ** rng.integers(-8, 9, 20000),
+                            rng.integers(-300, 300, 2000) + 0.5, np.nextafter(np.float32(0.5), 0) * np.array([1, -1])])
+        x = x.astype(dtype)
+        wide = x.astype(np.float64)
+        assert np.array_equal(round_half_away(x), (np.sign(wide) * np.floor(np.abs(wide) + 0.5)).astype(np.int64))
+    assert round_half_away(np.float32(-2.5)) == -3 and round_half_away(np.array([3, -3])).tolist() == [3, -3]
 
 
 def test_range_and_mean_abs_per_channel_and_per_tensor():
