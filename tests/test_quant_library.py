@@ -555,3 +555,22 @@ def test_equalization_reaches_through_depthwise_and_squeeze_excitation():
     x = np.random.default_rng(0).uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32)
     a, b = Interpreter(net).forward({"x": x})["y"], Interpreter(equalized).forward({"x": x})["y"]
     assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+
+
+def test_weight_progress_counts_values_and_moves_inside_a_layer(monkeypatch):
+    """The weights' progress is in weight values: it ends at the model's count, never goes
+    back, and ADMM reports inside a layer, piece by piece (pieces of 4 rows here)."""
+    from quantization_cmd.events import Progress
+    from quantization_cmd.weight_methods import admm
+
+    net = digits()
+    monkeypatch.setattr(admm, "PIECE_VALUES", 4 * 16)
+    events = []
+    quantize(net, digit_batches(8), from_tnn_flags(0, 1, 0),
+             on_event=lambda e: events.append(e) if isinstance(e, Progress) and e.task == "quantizing weights" else None)
+    values = sum(net.resources[layer.name][key].data.size for layer in net.layers if layer.name in net.resources
+                 for key in ("filter", "weight") if key in net.resources[layer.name])
+    done = [e.done for e in events]
+    assert done == sorted(done) and done[-1] == values and {e.total for e in events} == {values}
+    weighted = sum(1 for layer in net.layers if layer.type_str in ("Convolution", "InnerProduct"))
+    assert len(set(done)) > weighted + 1  # more steps than one per layer

@@ -3,6 +3,8 @@
 One module per method, each defining a `WeightMethod`; one `register` line below makes it
 known. `quantize(weights, bits)` takes (rows, n): one row per output channel, or a single
 row per tensor, and returns int8 values (within +-qmax(bits)), a scale and a zero point per row.
+A method that takes long on large layers says `reports_progress` and is then called with a third
+argument, a function to call with the share of the rows done so far (0 to 1) as it goes.
 """
 from __future__ import annotations
 
@@ -14,13 +16,15 @@ import numpy as np
 from ..registry import Registry
 
 Quantized = Tuple[np.ndarray, np.ndarray, np.ndarray]
+LayerProgress = Callable[[float], None]  # hears the share of a layer's rows done, 0 to 1
 
 
 @dataclass(frozen=True)
 class WeightMethod:
     name: str
-    quantize: Callable[[np.ndarray, int], Quantized]
+    quantize: Callable[..., Quantized]
     help: str
+    reports_progress: bool = False
 
 
 WEIGHT_METHODS: Registry[WeightMethod] = Registry("weight method")

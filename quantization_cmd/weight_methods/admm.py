@@ -20,7 +20,7 @@ import numpy as np
 
 from ..config import qmax
 from ..shards import side_by_side
-from . import WeightMethod
+from . import LayerProgress, WeightMethod
 
 MAX_ITERATIONS = 1000
 EPS = np.float32(1e-9)
@@ -53,16 +53,20 @@ def _running_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ka,ka->a", a, b)
 
 
-def quantize(weights: np.ndarray, bits: int = 8):
+def quantize(weights: np.ndarray, bits: int = 8, progress: LayerProgress = lambda share: None):
     """Pieces of about PIECE_VALUES values, on all cores: rows settle independently, a piece
-    leaves the loop when its own rows have, and its arrays stay small."""
+    leaves the loop when its own rows have, and its arrays stay small. `progress` hears the
+    share of the rows done after each piece."""
     top = qmax(bits)
     weights = weights.astype(np.float32)
     if not weights.size:
         return weights.astype(np.int8), np.zeros(len(weights), np.float32), np.zeros(len(weights), np.int8)
     per_piece = max(1, PIECE_VALUES // weights.shape[1])
     pieces = [weights[first:first + per_piece] for first in range(0, len(weights), per_piece)]
-    done = list(side_by_side(lambda piece: _settle(piece, top), pieces))
+    done = []
+    for settled in side_by_side(lambda piece: _settle(piece, top), pieces):
+        done.append(settled)
+        progress(min(len(done) * per_piece, len(weights)) / len(weights))
     scale = np.concatenate([s for _, s in done])
     return np.concatenate([q for q, _ in done]), scale, np.zeros(scale.size, np.int8)
 
@@ -101,4 +105,5 @@ def _settle(weights: np.ndarray, top: int):
     return np.copysign(result, weights).astype(np.int8), scale
 
 
-METHOD = WeightMethod("ADMM", quantize, "symmetric, scale refined by alternating rounding and least squares")
+METHOD = WeightMethod("ADMM", quantize, "symmetric, scale refined by alternating rounding and least squares",
+                      reports_progress=True)
