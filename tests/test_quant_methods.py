@@ -203,10 +203,12 @@ def tnn_admm_row(w: np.ndarray, bits: int):
     return q, scale
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_admm_gives_tnn_loops_bits_in_pieces_on_all_cores(bits, monkeypatch):
+@pytest.mark.parametrize("bits, einsum", [(8, True), (4, True), (8, False)])
+def test_admm_gives_tnn_loops_bits_in_pieces_on_all_cores(bits, einsum, monkeypatch):
     """Early exits, the working set, pieces of a few rows (here 7) and a single-row piece
-    change nothing: q and scale are those of TNN's 1000-round loop, to the bit."""
+    change nothing: q and scale are those of TNN's 1000-round loop, to the bit, with einsum's
+    sums or the cumulative ones (the path for a numpy whose einsum sums otherwise)."""
+    monkeypatch.setattr(admm, "_einsum_in_order", lambda: einsum)
     rng = np.random.default_rng(bits)
     w = np.concatenate([rng.standard_normal((9, 400)) * rng.uniform(0.01, 3, (9, 1)), rng.laplace(size=(6, 400)),
                         np.zeros((1, 400)), np.full((1, 400), 0.25)]).astype(np.float32)
@@ -220,10 +222,11 @@ def test_admm_gives_tnn_loops_bits_in_pieces_on_all_cores(bits, monkeypatch):
 
 @pytest.mark.parametrize("columns", [2, 3, 8, 65])
 def test_admm_dot_products_add_each_rows_values_in_order(columns):
-    """The scale's dot products rely on numpy adding down the first axis row after row (it
-    sums in pairs only along the contiguous axis): checked against the cumulative sum."""
+    """The scale's dot products rely on numpy's einsum adding down the first axis row after
+    row: checked against the cumulative sum (admm checks it once per process too)."""
     rng = np.random.default_rng(columns)
     a, b = (rng.standard_normal((5000, columns)).astype(np.float32) * 100 for _ in range(2))
+    assert admm._einsum_in_order()  # this numpy takes the fast path
     assert np.array_equal(admm._running_dot(a, b), np.cumsum(a * b, axis=0, dtype=np.float32)[-1])
     assert np.array_equal(admm._running_dot(a[:, :1], b[:, :1]), np.cumsum(a[:, 0] * b[:, 0], dtype=np.float32)[-1:])
 

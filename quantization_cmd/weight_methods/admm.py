@@ -16,6 +16,8 @@ rounding of every value each round; 19 s.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..config import qmax
@@ -46,11 +48,21 @@ def _limits(m: np.ndarray, top: int):
 
 def _running_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per column, sum of a * b accumulated first value to last in float32. Down the first
-    axis of two or more columns numpy adds row after row; a single column would be summed
+    axis of two or more columns numpy's einsum adds row after row (checked once per process,
+    see _einsum_in_order; else the cumulative sum, slower); a single column would be summed
     in pairs, so it takes the cumulative sum."""
-    if a.shape[1] == 1:
-        return np.cumsum(a[:, 0] * b[:, 0], dtype=np.float32)[-1:]
+    if a.shape[1] == 1 or not _einsum_in_order():
+        return np.cumsum(a * b, axis=0, dtype=np.float32)[-1]
     return np.einsum("ka,ka->a", a, b)
+
+
+@lru_cache(maxsize=1)
+def _einsum_in_order() -> bool:
+    """Whether this numpy's einsum sums each column in order (numpy does not promise it: a
+    change would change TNN's scales in their last bits, so it is checked, not assumed)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((20000, 3)).astype(np.float32) for _ in range(2))
+    return np.array_equal(np.einsum("ka,ka->a", a, b), np.cumsum(a * b, axis=0, dtype=np.float32)[-1])
 
 
 def quantize(weights: np.ndarray, bits: int = 8, progress: LayerProgress = lambda share: None):
