@@ -5,9 +5,9 @@ and scale = <w, q> / <q, q>, 1000 times (once a row's q stops changing, its scal
 so each row leaves the loop at its own fixed point with the same result). The dot products
 are accumulated in float32 in order, as TNN's loop does: the scale is then TNN's to the bit.
 
-Rows are stored as columns (values x rows), so that a sum down the first axis is numpy's plain
-running sum, one row's values in order, for all rows at once (numpy sums in pairs only along
-the contiguous axis): no cumulative array and no float64. A round compares each value with the
+Rows are stored as columns (values x rows), so that a sum down the first axis is a running
+sum of each row's values in order, for all rows at once (see _running_dot): no cumulative
+array and no float64. A round compares each value with the
 limits of its rounding interval and rounds only those that left it (see _settle), and rows
 that settle stay in the working set (a settled row computes the same q and scale again) until
 half of it has, then the set is compacted. AlexNet's first fully connected layer (4096 rows of
