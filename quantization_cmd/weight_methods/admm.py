@@ -70,7 +70,7 @@ def quantize(weights: np.ndarray, bits: int = 8, progress: LayerProgress = lambd
     leaves the loop when its own rows have, and its arrays stay small. `progress` hears the
     share of the rows done after each piece."""
     top = qmax(bits)
-    weights = weights.astype(np.float32)
+    weights = weights.astype(np.float32, copy=False)  # read only: pieces are views
     if not weights.size:
         return weights.astype(np.int8), np.zeros(len(weights), np.float32), np.zeros(len(weights), np.int8)
     per_piece = max(1, PIECE_VALUES // weights.shape[1])
