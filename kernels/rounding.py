@@ -5,15 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 
-def round_half_away(x: np.ndarray) -> np.ndarray:
-    """std::round elementwise, as int64. Exact in the input's own float type (float64 for
-    integers), so float32 weights need no float64 copy: trunc(x) and x - trunc(x) are exact."""
+def rounded(x: np.ndarray) -> np.ndarray:
+    """std::round elementwise, as floats in the input's own float type (float64 for
+    integers): exact, since trunc(x) and x - trunc(x) are, so float32 needs no float64 copy."""
     x = np.asarray(x)
     if x.dtype.kind != "f":
         x = x.astype(np.float64)
     whole = np.trunc(x)
-    whole = whole + np.copysign(np.abs(x - whole) >= 0.5, x, dtype=x.dtype)
-    return whole.astype(np.int64)
+    return whole + np.copysign(np.abs(x - whole) >= 0.5, x, dtype=x.dtype)
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """std::round elementwise, as int64."""
+    return rounded(x).astype(np.int64)
 
 
 def float2int8(value: np.ndarray, finite: bool = False) -> np.ndarray:

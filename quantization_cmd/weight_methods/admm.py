@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from kernels.rounding import rounded
+
 from ..config import qmax
 from ..shards import side_by_side
 from . import LayerProgress, WeightMethod
@@ -30,15 +32,6 @@ EPS = np.float32(1e-9)
 #: piece 15.9 s, pieces of 2**20 values side by side on two cores 5.3 s (most pieces need fewer
 #: rounds than the slowest row, and their arrays stay nearer the cache; 2**18: 6.2 s, 2**21: 6.3).
 PIECE_VALUES = 1 << 20
-
-
-def _rounded(magnitudes: np.ndarray, top: int) -> np.ndarray:
-    """min(round(x), top) of values x >= 0, halves rounded up as std::round does, in exact
-    float32: trunc(x) and x - trunc(x) are exact."""
-    x = np.minimum(magnitudes, top)
-    whole = np.trunc(x)
-    whole += np.subtract(x, whole, out=x) >= 0.5
-    return whole
 
 
 def _limits(m: np.ndarray, top: int):
@@ -94,7 +87,7 @@ def _settle(weights: np.ndarray, top: int):
     scale = (np.max(magnitudes, axis=0).astype(np.float64) / (top * 1.25)).astype(np.float32)
     result = np.empty(magnitudes.shape[::-1], np.float32)
     rows = np.arange(magnitudes.shape[1])  # the working set: rows still moving, and some settled ones
-    m = _rounded(magnitudes / (scale + EPS), top)
+    m = rounded(np.minimum(magnitudes / (scale + EPS), top))
     below, above = _limits(m, top)
     for iteration in range(MAX_ITERATIONS):
         scale[rows] = _running_dot(magnitudes, m) / (_running_dot(m, m) + EPS)
@@ -104,7 +97,7 @@ def _settle(weights: np.ndarray, top: int):
         crossed = np.flatnonzero((x < below) | (x >= above))
         if crossed.size == 0:
             break
-        new = _rounded(x.reshape(-1)[crossed], top)
+        new = rounded(np.minimum(x.reshape(-1)[crossed], top))
         for array, values in zip((m, below, above), (new, *_limits(new, top))):
             array.reshape(-1)[crossed] = values
         moved = np.zeros(len(rows), bool)
