@@ -1,9 +1,11 @@
 """ADMM weights (-w 1): alternate rounding with the least-squares scale for those values.
 
 Start from scale = max |w| / (qmax * 1.25); then repeat q = clip(round(w / scale), +-qmax)
-and scale = <w, q> / <q, q>, 1000 times (once a row's q stops changing, its scale stops too,
-so each row leaves the loop at its own fixed point with the same result). The dot products
-are accumulated in float32 in order, as TNN's loop does: the scale is then TNN's to the bit.
+and scale = <w, q> / <q, q>, 1000 times. Once a row's q stops changing, its scale stops too,
+so each row leaves the loop at its own fixed point with the same result; a row whose q starts
+to swing between two states leaves with the one the 1000th round has (see _undoing). The dot
+products are accumulated in float32 in order, as TNN's loop does: the scale is then TNN's to
+the bit.
 
 Rows are stored as columns (values x rows), so that a sum down the first axis is a running
 sum of each row's values in order, for all rows at once (see _running_dot): no cumulative
@@ -89,6 +91,7 @@ def _settle(weights: np.ndarray, top: int):
     rows = np.arange(magnitudes.shape[1])  # the working set: rows still moving, and some settled ones
     m = rounded(np.minimum(magnitudes / (scale + EPS), top))
     below, above = _limits(m, top)
+    previous = None  # the last round's changes: (indices, the values before them)
     for iteration in range(MAX_ITERATIONS):
         scale[rows] = _running_dot(magnitudes, m) / (_running_dot(m, m) + EPS)
         if iteration == MAX_ITERATIONS - 1:
@@ -97,17 +100,43 @@ def _settle(weights: np.ndarray, top: int):
         crossed = np.flatnonzero((x < below) | (x >= above))
         if crossed.size == 0:
             break
-        new = rounded(np.minimum(x.reshape(-1)[crossed], top))
+        before, new = m.reshape(-1)[crossed], rounded(np.minimum(x.reshape(-1)[crossed], top))
+        swinging = _undoing(crossed, new, previous, len(rows))
+        previous = crossed, before
         for array, values in zip((m, below, above), (new, *_limits(new, top))):
             array.reshape(-1)[crossed] = values
         moved = np.zeros(len(rows), bool)
         moved[crossed % len(rows)] = True
-        if np.count_nonzero(moved) * 2 <= moved.size:
+        if swinging.any():
+            # such a row's m alternates from now on; the last round's is the one of its parity
+            if (MAX_ITERATIONS - 2 - iteration) % 2:
+                back = swinging[crossed % len(rows)]
+                m.reshape(-1)[crossed[back]] = before[back]
+            final = [np.ascontiguousarray(a[:, swinging]) for a in (magnitudes, m)]
+            scale[rows[swinging]] = _running_dot(*final) / (_running_dot(final[1], final[1]) + EPS)
+            moved &= ~swinging
+        if swinging.any() or np.count_nonzero(moved) * 2 <= moved.size:
             result[rows[~moved]] = m[:, ~moved].T
             keep = [np.ascontiguousarray(a[:, moved]) for a in (magnitudes, m, below, above)]
-            rows, (magnitudes, m, below, above) = rows[moved], keep
+            rows, (magnitudes, m, below, above), previous = rows[moved], keep, None
     result[rows] = m.T
     return np.copysign(result, weights).astype(np.int8), scale
+
+
+def _undoing(crossed: np.ndarray, new: np.ndarray, previous, rows: int) -> np.ndarray:
+    """Per row of the working set: whether this round's changes undo exactly the last round's
+    (the same values change, back to what they were). The rounds are deterministic, so such a
+    row's m swings between two states until the 1000th round."""
+    undoing = np.zeros(rows, bool)
+    if previous is None:
+        return undoing
+    indices, values = previous
+    at = np.minimum(np.searchsorted(indices, crossed), len(indices) - 1)
+    back = (indices[at] == crossed) & (values[at] == new)
+    counts = np.bincount(crossed % rows, minlength=rows)
+    undoing[(counts > 0) & (counts == np.bincount(indices % rows, minlength=rows))] = True
+    undoing[crossed[~back] % rows] = False
+    return undoing
 
 
 METHOD = WeightMethod("ADMM", quantize, "symmetric, scale refined by alternating rounding and least squares",
