@@ -228,15 +228,51 @@ def test_admm_row_that_swings_between_two_states_ends_as_tnns_loop_does(rounds, 
     while row 0 goes on to round 225: the same bits as TNN's loop after 1000 rounds, and after
     999 (the other parity)."""
     monkeypatch.setattr(admm, "MAX_ITERATIONS", rounds)
-    swinging, undoing = [], admm._undoing
-    monkeypatch.setattr(admm, "_undoing", lambda *args: swinging.append(undoing(*args)) or swinging[-1])
+    periods, returned = [], admm._RecentRounds.returned
+
+    def spied(self, scale):
+        periods.append(returned(self, scale))
+        return periods[-1]
+    monkeypatch.setattr(admm._RecentRounds, "returned", spied)
     w = np.random.default_rng(82).uniform(-1, 1, (4, 100_000)).astype(np.float32)[2:]
     q, scale, _ = admm.quantize(w, 8)
-    assert [np.count_nonzero(rows) for rows in swinging if rows.any()] == [1]
-    assert len(swinging) < rounds - 700  # it left early
+    assert [p[p > 0].tolist() for p in periods if p.any()] == [[2]]
+    assert len(periods) < rounds - 700  # it left early
     for row in range(len(w)):
         expected_q, expected_scale = tnn_admm_row(w[row], 8, rounds)
         assert np.array_equal(q[row], expected_q) and scale[row].tobytes() == expected_scale.tobytes(), row
+
+
+@pytest.mark.parametrize("period", [2, 3, 5])
+@pytest.mark.parametrize("remaining", [10, 11, 12, 13, 14])
+def test_admm_recent_rounds_find_a_cycle_and_restore_the_last_rounds_state(period, remaining):
+    """A working set of 3 rows (values x rows): row 1 cycles through `period` states after two
+    rounds of settling in, row 0 moves only once, row 2 never. The cycle is found once it has
+    come round (not before), only for row 1, and restore gives the state the cycle will be in
+    `remaining` rounds on."""
+    rng = np.random.default_rng(period)
+    states = [rng.integers(0, 5, (6, 3)).astype(np.float32) for _ in range(2)]
+    cycle = [states[-1].copy()]
+    for _ in range(period - 1):
+        cycle.append(cycle[-1].copy())
+        cycle[-1][rng.choice(6, 2, replace=False), 1] += 1 + len(cycle)  # a new state of row 1
+    states[1][:, 2] = states[0][:, 2]
+    states[1][:, 0] = states[0][:, 0] + 1
+    for state in cycle:
+        state[:, (0, 2)] = states[1][:, (0, 2)]
+    sequence = states + cycle[1:] + cycle * 3  # rounds 0, 1, ...
+    recent, m = admm._RecentRounds(), sequence[0].copy()
+    for k, state in enumerate(sequence):
+        assert np.array_equal(m, state)
+        found = recent.returned((m * np.arange(1, 7)[:, None]).sum(0))  # a scale per row, from its state
+        if found.any():
+            break
+        changed = np.flatnonzero(sequence[k + 1] != m)
+        recent.changed(changed, m.reshape(-1)[changed], sequence[k + 1].reshape(-1)[changed], m.size)
+        m = sequence[k + 1].copy()
+    assert k == 1 + period and found.tolist() == [0, period, 0]  # the first return to a state
+    recent.restore(m, found, remaining)
+    assert np.array_equal(m[:, 1], cycle[remaining % period][:, 1]) and np.array_equal(m[:, (0, 2)], state[:, (0, 2)])
 
 
 @pytest.mark.parametrize("columns", [2, 3, 8, 65])

@@ -3,7 +3,7 @@
 Start from scale = max |w| / (qmax * 1.25); then repeat q = clip(round(w / scale), +-qmax)
 and scale = <w, q> / <q, q>, 1000 times. Once a row's q stops changing, its scale stops too,
 so each row leaves the loop at its own fixed point with the same result; a row whose q starts
-to swing between two states leaves with the one the 1000th round has (see _undoing). The dot
+to cycle through a few states leaves with the one the 1000th round has (see _RecentRounds). The dot
 products are accumulated in float32 in order, as TNN's loop does: the scale is then TNN's to
 the bit.
 
@@ -29,6 +29,8 @@ from ..shards import side_by_side
 from . import LayerProgress, WeightMethod
 
 MAX_ITERATIONS = 1000
+#: The longest cycle of states looked for.
+MAX_PERIOD = 8
 EPS = np.float32(1e-9)
 #: Values per piece of the rows (4 MB of float32). 1024 of AlexNet's rows of 9216 values: one
 #: piece 15.9 s, pieces of 2**20 values side by side on two cores 5.3 s (most pieces need fewer
@@ -91,52 +93,95 @@ def _settle(weights: np.ndarray, top: int):
     rows = np.arange(magnitudes.shape[1])  # the working set: rows still moving, and some settled ones
     m = rounded(np.minimum(magnitudes / (scale + EPS), top))
     below, above = _limits(m, top)
-    previous = None  # the last round's changes: (indices, the values before them)
+    recent = _RecentRounds()
     for iteration in range(MAX_ITERATIONS):
         scale[rows] = _running_dot(magnitudes, m) / (_running_dot(m, m) + EPS)
         if iteration == MAX_ITERATIONS - 1:
             break
+        period = recent.returned(scale[rows])
+        if period.any():  # these rows repeat their last states: they leave with the last round's
+            recent.restore(m, period, MAX_ITERATIONS - 1 - iteration)
+            leaving = period > 0
+            final = _columns((magnitudes, m), leaving)
+            scale[rows[leaving]] = _running_dot(*final) / (_running_dot(final[1], final[1]) + EPS)
+            result[rows[leaving]] = final[1].T
+            rows, (magnitudes, m, below, above) = rows[~leaving], _columns((magnitudes, m, below, above), ~leaving)
+            recent = _RecentRounds(scale[rows])
         x = magnitudes / (scale[rows] + EPS)
         crossed = np.flatnonzero((x < below) | (x >= above))
         if crossed.size == 0:
             break
         before, new = m.reshape(-1)[crossed], rounded(np.minimum(x.reshape(-1)[crossed], top))
-        swinging = _undoing(crossed, new, previous, len(rows))
-        previous = crossed, before
+        recent.changed(crossed, before, new, m.size)
         for array, values in zip((m, below, above), (new, *_limits(new, top))):
             array.reshape(-1)[crossed] = values
         moved = np.zeros(len(rows), bool)
         moved[crossed % len(rows)] = True
-        if swinging.any():
-            # such a row's m alternates from now on; the last round's is the one of its parity
-            if (MAX_ITERATIONS - 2 - iteration) % 2:
-                back = swinging[crossed % len(rows)]
-                m.reshape(-1)[crossed[back]] = before[back]
-            final = [np.ascontiguousarray(a[:, swinging]) for a in (magnitudes, m)]
-            scale[rows[swinging]] = _running_dot(*final) / (_running_dot(final[1], final[1]) + EPS)
-            moved &= ~swinging
-        if swinging.any() or np.count_nonzero(moved) * 2 <= moved.size:
+        if np.count_nonzero(moved) * 2 <= moved.size:
             result[rows[~moved]] = m[:, ~moved].T
-            keep = [np.ascontiguousarray(a[:, moved]) for a in (magnitudes, m, below, above)]
-            rows, (magnitudes, m, below, above), previous = rows[moved], keep, None
+            rows, (magnitudes, m, below, above) = rows[moved], _columns((magnitudes, m, below, above), moved)
+            recent = _RecentRounds()
     result[rows] = m.T
     return np.copysign(result, weights).astype(np.int8), scale
 
 
-def _undoing(crossed: np.ndarray, new: np.ndarray, previous, rows: int) -> np.ndarray:
-    """Per row of the working set: whether this round's changes undo exactly the last round's
-    (the same values change, back to what they were). The rounds are deterministic, so such a
-    row's m swings between two states until the 1000th round."""
-    undoing = np.zeros(rows, bool)
-    if previous is None:
-        return undoing
-    indices, values = previous
-    at = np.minimum(np.searchsorted(indices, crossed), len(indices) - 1)
-    back = (indices[at] == crossed) & (values[at] == new)
-    counts = np.bincount(crossed % rows, minlength=rows)
-    undoing[(counts > 0) & (counts == np.bincount(indices % rows, minlength=rows))] = True
-    undoing[crossed[~back] % rows] = False
-    return undoing
+def _columns(arrays, keep: np.ndarray) -> list:
+    return [np.ascontiguousarray(a[:, keep]) for a in arrays]
+
+
+class _RecentRounds:
+    """The working set's last MAX_PERIOD rounds: each row's scale, and the changes to m while
+    they are few (cycles come late, when a few values move). A row whose m comes back to an
+    earlier state repeats the states between, round after round (the rounds are deterministic:
+    AlexNet's fully connected layers per tensor swing with periods 2 and 3 from rounds 20 and
+    144 on), so its state after the last round is known. Kept from the last compaction on, as
+    indices into the working set."""
+
+    def __init__(self, *scales: np.ndarray):
+        self.scales = [s.copy() for s in scales]  # scales[i] is the scale of the state changes[i] starts from
+        self.changes = []  # (indices, values before, values after), or None where too many to keep
+
+    def changed(self, indices: np.ndarray, before: np.ndarray, after: np.ndarray, values: int) -> None:
+        few = indices.size <= max(values // 64, 1024)
+        self.changes = self.changes[-MAX_PERIOD:] + [(indices, before, after) if few else None]
+
+    def returned(self, scale: np.ndarray) -> np.ndarray:
+        """Per row, the period p >= 2 at which the state of `scale` equals the one p rounds ago
+        (0: none): the scales are equal, and over those p rounds every changed value came back."""
+        period = np.zeros(scale.size, np.int64)
+        for p in range(2, min(MAX_PERIOD, len(self.scales)) + 1):
+            if any(change is None for change in self.changes[-p:]):
+                break
+            candidates = (scale == self.scales[-p]) & (period == 0)
+            if candidates.any():
+                period[self._back(candidates, p)] = p
+        self.scales = self.scales[-MAX_PERIOD:] + [scale.copy()]
+        return period
+
+    def _back(self, rows: np.ndarray, p: int) -> np.ndarray:
+        """Those of `rows` that moved in the last p rounds, and whose changed values all ended
+        where they began (a row that did not move has settled: it leaves with the others)."""
+        indices, before, after = (np.concatenate(column) for column in zip(*self.changes[-p:]))
+        mine = rows[indices % rows.size]
+        indices, before, after = indices[mine], before[mine], after[mine]
+        if not indices.size:
+            return np.zeros_like(rows)
+        order = np.argsort(indices, kind="stable")  # each value's changes in round order
+        indices, before, after = indices[order], before[order], after[order]
+        new_value = np.flatnonzero(np.diff(indices, prepend=-1))
+        last = np.append(new_value[1:] - 1, indices.size - 1)
+        back = np.zeros_like(rows)
+        back[indices % rows.size] = True
+        back[indices[new_value][before[new_value] != after[last]] % rows.size] = False
+        return back
+
+    def restore(self, m: np.ndarray, period: np.ndarray, remaining: int) -> None:
+        """Set the returned rows of m to the state they will have `remaining` rounds on: for
+        period p, the state (p - remaining % p) % p rounds back."""
+        for p in np.unique(period[period > 0]):
+            for indices, before, _ in reversed(self.changes[len(self.changes) - (p - remaining % p) % p:]):
+                mine = (period == p)[indices % period.size]
+                m.reshape(-1)[indices[mine]] = before[mine]
 
 
 METHOD = WeightMethod("ADMM", quantize, "symmetric, scale refined by alternating rounding and least squares",
