@@ -268,7 +268,9 @@ def test_admm_recent_rounds_find_a_cycle_and_restore_the_last_rounds_state(perio
         if found.any():
             break
         changed = np.flatnonzero(sequence[k + 1] != m)
-        recent.changed(changed, m.reshape(-1)[changed], sequence[k + 1].reshape(-1)[changed], m.size)
+        moved = np.zeros(3, bool)
+        moved[changed % 3] = True
+        recent.changed(changed, m.reshape(-1)[changed], sequence[k + 1].reshape(-1)[changed], moved, m.size)
         m = sequence[k + 1].copy()
     assert k == 1 + period and found.tolist() == [0, period, 0]  # the first return to a state
     recent.restore(m, found, remaining)

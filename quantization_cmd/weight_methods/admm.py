@@ -19,6 +19,7 @@ rounding of every value each round; 19 s.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Optional
 
 import numpy as np
 
@@ -112,11 +113,11 @@ def _settle(weights: np.ndarray, top: int):
         if crossed.size == 0:
             break
         before, new = m.reshape(-1)[crossed], rounded(np.minimum(x.reshape(-1)[crossed], top))
-        recent.changed(crossed, before, new, m.size)
         for array, values in zip((m, below, above), (new, *_limits(new, top))):
             array.reshape(-1)[crossed] = values
         moved = np.zeros(len(rows), bool)
         moved[crossed % len(rows)] = True
+        recent.changed(crossed, before, new, moved, m.size)
         if np.count_nonzero(moved) * 2 <= moved.size:
             result[rows[~moved]] = m[:, ~moved].T
             rows, (magnitudes, m, below, above) = rows[moved], _columns((magnitudes, m, below, above), moved)
@@ -140,19 +141,25 @@ class _RecentRounds:
     def __init__(self, *scales: np.ndarray):
         self.scales = [s.copy() for s in scales]  # scales[i] is the scale of the state changes[i] starts from
         self.changes = []  # (indices, values before, values after), or None where too many to keep
+        self.moved: Optional[np.ndarray] = None  # the rows the last round moved
 
-    def changed(self, indices: np.ndarray, before: np.ndarray, after: np.ndarray, values: int) -> None:
+    def changed(self, indices: np.ndarray, before: np.ndarray, after: np.ndarray, moved: np.ndarray,
+                values: int) -> None:
+        """This round's changes to m (flat indices into its `values`), and the rows they moved."""
         few = indices.size <= max(values // 64, 1024)
         self.changes = self.changes[-MAX_PERIOD:] + [(indices, before, after) if few else None]
+        self.moved = moved
 
     def returned(self, scale: np.ndarray) -> np.ndarray:
         """Per row, the period p >= 2 at which the state of `scale` equals the one p rounds ago
-        (0: none): the scales are equal, and over those p rounds every changed value came back."""
+        (0: none): the row moved in the last round (a row in a cycle moves every round, else
+        it would be at a fixed point), the scales are equal, and over those p rounds every
+        changed value came back."""
         period = np.zeros(scale.size, np.int64)
         for p in range(2, min(MAX_PERIOD, len(self.scales)) + 1):
             if any(change is None for change in self.changes[-p:]):
                 break
-            candidates = (scale == self.scales[-p]) & (period == 0)
+            candidates = (scale == self.scales[-p]) & self.moved & (period == 0)
             if candidates.any():
                 period[self._back(candidates, p)] = p
         self.scales = self.scales[-MAX_PERIOD:] + [scale.copy()]
