@@ -4,6 +4,7 @@ and with each fill replaced by seeded random weights, so that a wrong layer woul
 from __future__ import annotations
 
 import sys
+from typing import Dict
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +55,23 @@ def with_random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProt
                 node.output[0], onnx.TensorProto.FLOAT, shape))
     del result.graph.node[:]
     result.graph.node.extend(kept)
+    return with_logits(result)
+
+
+def softmax_logits(model: onnx.ModelProto) -> Dict[str, str]:
+    return {node.output[0]: node.input[0] for node in model.graph.node if node.op_type == "Softmax"}
+
+
+def with_logits(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with the logits before each Softmax as extra outputs: random and constant
+    weights saturate a softmax, the logits say more."""
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
     inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(result).graph.value_info}
-    for node in kept:  # the logits too: random nets saturate their softmax
-        if node.op_type == "Softmax" and node.input[0] in inferred:
-            result.graph.output.append(inferred[node.input[0]])
+    outputs = {o.name for o in result.graph.output}
+    for logits in softmax_logits(model).values():
+        if logits in inferred and logits not in outputs:
+            result.graph.output.append(inferred[logits])
     onnx.checker.check_model(result)
     return result
 
@@ -75,9 +89,17 @@ def params():
 
 @pytest.mark.parametrize("name", params())
 def test_matches_onnxruntime(name):
+    """Every output agrees, with the shipped weights (constants) and random ones. A softmax
+    whose logits are so large that their last float32 bit moves it is left out, its logits
+    compared instead: the shipped models' constant weights give equal logits of ~7e9 whose
+    last bit depends on BLAS's summation order, in either runtime."""
     shipped = load(name)
-    for model in (shipped, with_random_weights(shipped)):
-        for agreement in compare_with_onnxruntime(model, image_input(model)):
+    for model in (with_logits(shipped), with_random_weights(shipped)):
+        agreements = {a.output: a for a in compare_with_onnxruntime(model, image_input(model))}
+        for output, logits in softmax_logits(model).items():
+            if logits in agreements and agreements[logits].max_abs_value * 2.0 ** -23 > 1e-4:
+                del agreements[output]
+        for agreement in agreements.values():
             assert agreement.same_shape, agreement
             assert agreement.cosine >= 0.99999, (name, agreement)
             assert agreement.max_abs_diff <= 1e-4 * max(1.0, agreement.max_abs_value), (name, agreement)
