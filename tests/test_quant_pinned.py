@@ -3,6 +3,13 @@ weight methods x 3 merge types) the written .tnnproto/.tnnmodel hash to what the
 the library wrote (tests/data/pinned_model_hashes.json, recorded from that code), on the demo
 digits model (8 images) and on both SqueezeNets (TNN's conversion and ours, 24 images).
 
+The float forwards' last bits depend on the BLAS kernels the CPU gets (OpenBLAS blocks and
+sums otherwise on AVX2 than on AVX-512), and with them the ranges' last bits, so the bytes are
+pinned once per kernel family: the first record from an AVX-512 machine, the second from an
+AVX2 one (OpenBLAS's Haswell kernels, recorded from the code whose AVX-512 bytes were pinned
+before; its five command-line flag sets were checked to give the same bytes on that machine
+as the code before it). Every flag set must match one and the same record.
+
 Statistics are collected once per blob granularity (every statistic any method needs) and
 handed to `quantize(statistics=...)`, which then reads no data; five flag sets also go the
 whole way through the command line."""
@@ -70,7 +77,7 @@ def test_every_flag_set_writes_the_pinned_bytes(name, load, files, prep, tmp_pat
                     result = quantize(net, None, from_tnn_flags(b, w, t), statistics=everything)
                     got[f"b{b}_w{w}_t{t}"] = digest(result.net, tmp_path)
     assert len(got) == 45
-    wrong = sorted(k for k in got if got[k] != PINS[name][k])
+    wrong = min((sorted(k for k in got if got[k] != pins[k]) for pins in PINS[name]), key=len)
     assert not wrong, f"{len(wrong)} flag sets changed bytes, e.g. {wrong[:5]}"
 
 
@@ -85,4 +92,4 @@ def test_the_command_writes_the_pinned_bytes(flags, tmp_path):
                                        "-i", str(folder), "-b", b, "-w", w, "-t", t, "-n", "0",
                                        "-s", "0.00392156862745098", "--skip_fidelity", "-o", str(tmp_path / "q")])
     assert result.exit_code == 0, result.output
-    assert file_digest(tmp_path / "q") == PINS["digits"][flags]
+    assert file_digest(tmp_path / "q") in {pins[flags] for pins in PINS["digits"]}

@@ -202,11 +202,13 @@ def test_mutated_sparse_tflite_files_fail_cleanly_or_convert(fuzz_sources, mutat
 
 
 def test_converted_models_run_at_any_batch(models):
-    """Reshapes keep the batch (written 0), so quantization_cmd can run batches of 8."""
+    """Reshapes keep the batch (written 0), so quantization_cmd can run batches of 8. The
+    second image alone gives what it gives in the batch of 2, up to float32 rounding: BLAS may
+    block a batch of 2 otherwise than one image (OpenBLAS's Haswell kernels do)."""
     net = convert(models["face_detection_short_range"])
     (name, shape), = net.inputs.items()
     x = np.concatenate([mp.photo_input((1, shape[2], shape[3], shape[1]), i).transpose(0, 3, 1, 2)
                         for i in range(2)])
     both, second = Interpreter(net).forward({name: x}), Interpreter(net).forward({name: x[1:]})
     for blob, value in second.items():
-        np.testing.assert_array_equal(both[blob][1:], value)
+        np.testing.assert_allclose(both[blob][1:], value, rtol=1e-5, atol=1e-5 * np.abs(value).max())
