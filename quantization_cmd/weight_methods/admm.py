@@ -96,7 +96,7 @@ def _settle(weights: np.ndarray, top: int):
     below, above = _limits(m, top)
     recent = _RecentRounds()
     for iteration in range(MAX_ITERATIONS):
-        scale[rows] = _running_dot(magnitudes, m) / (_running_dot(m, m) + EPS)
+        scale[rows] = _scales(magnitudes, m)
         if iteration == MAX_ITERATIONS - 1:
             break
         period = recent.returned(scale[rows])
@@ -104,7 +104,7 @@ def _settle(weights: np.ndarray, top: int):
             recent.restore(m, period, MAX_ITERATIONS - 1 - iteration)
             leaving = period > 0
             final = _columns((magnitudes, m), leaving)
-            scale[rows[leaving]] = _running_dot(*final) / (_running_dot(final[1], final[1]) + EPS)
+            scale[rows[leaving]] = _scales(*final)
             result[rows[leaving]] = final[1].T
             rows, (magnitudes, m, below, above) = rows[~leaving], _columns((magnitudes, m, below, above), ~leaving)
             recent = _RecentRounds(scale[rows])
@@ -124,6 +124,11 @@ def _settle(weights: np.ndarray, top: int):
             recent = _RecentRounds()
     result[rows] = m.T
     return np.copysign(result, weights).astype(np.int8), scale
+
+
+def _scales(magnitudes: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """TNN's least-squares scale per row, sum(|w| m) / (sum(m m) + EPS), with its in-order sums."""
+    return _running_dot(magnitudes, m) / (_running_dot(m, m) + EPS)
 
 
 def _columns(arrays, keep: np.ndarray) -> list:
@@ -166,19 +171,16 @@ class _RecentRounds:
         return period
 
     def _back(self, rows: np.ndarray, p: int) -> np.ndarray:
-        """Those of `rows` that moved in the last p rounds, and whose changed values all ended
-        where they began (a row that did not move has settled: it leaves with the others)."""
+        """Those of `rows` (all moved in the last round) whose values changed in the last p
+        rounds all ended where they began."""
         indices, before, after = (np.concatenate(column) for column in zip(*self.changes[-p:]))
         mine = rows[indices % rows.size]
         indices, before, after = indices[mine], before[mine], after[mine]
-        if not indices.size:
-            return np.zeros_like(rows)
         order = np.argsort(indices, kind="stable")  # each value's changes in round order
         indices, before, after = indices[order], before[order], after[order]
         new_value = np.flatnonzero(np.diff(indices, prepend=-1))
         last = np.append(new_value[1:] - 1, indices.size - 1)
-        back = np.zeros_like(rows)
-        back[indices % rows.size] = True
+        back = rows.copy()
         back[indices[new_value][before[new_value] != after[last]] % rows.size] = False
         return back
 
