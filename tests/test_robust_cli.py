@@ -198,6 +198,27 @@ def test_nan_rows_come_first_and_the_table_says_so():
     assert [line.split()[0] for line in lines[3:5]] == ["poor", "good"]
 
 
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 257, 1_000_003])
+def test_the_checks_sums_agree_with_float64_and_survive_float32_overflow(size):
+    """The int8 check sums float32 products in blocks: the tail past the last whole block
+    counts, the result is float64's to 1e-7 for one block and 1e-8 for a large blob, and values whose squares overflow float32 are
+    summed again in float64 (a broken model's blobs, not infinities)."""
+    from quantization_cmd.fidelity import BlobError
+
+    rng = np.random.default_rng(size)
+    f = (rng.standard_normal(size) * rng.uniform(0.1, 10, size)).astype(np.float32)
+    q = (f + rng.standard_normal(size).astype(np.float32) * 0.01).astype(np.float32)
+    for scale in (1.0, 1e20):
+        fs, qs = f * np.float32(scale), q * np.float32(scale)
+        err = BlobError("b", "l")
+        err.add(fs, qs)
+        f64, q64, e64 = fs.astype(np.float64), qs.astype(np.float64), (fs - qs).astype(np.float64)
+        for got, want in ((err.ff, f64 @ f64), (err.qq, q64 @ q64), (err.ee, e64 @ e64)):
+            assert np.isfinite(got) and got == pytest.approx(want, rel=1e-7 if size < 10000 else 1e-8,
+                                                             abs=1e-30), (scale, got, want)
+        assert err.nonfinite == 0
+
+
 def test_the_two_input_passes_have_distinct_labels(tmp_path):
     folder = calibration(tmp_path)
     result = quantize(model_args() + ["-i", folder, "--eval_path", folder] + PREP, tmp_path)
