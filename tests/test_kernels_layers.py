@@ -165,6 +165,40 @@ def test_pooling(case):
     same([layer], [node], {"x": rand(2, 3, *size)})
 
 
+def _windows_by_loop(x, axis, kernel, stride, out, pad, combine, fill):
+    """Each window along `axis` combined value by value, in order, padding left out."""
+    moved, windows = np.moveaxis(x, axis, -1), []
+    for k in range(out):
+        low, high = max(k * stride - pad, 0), min(k * stride - pad + kernel, moved.shape[-1])
+        value = np.full(moved.shape[:-1], fill, x.dtype) if low >= high else moved[..., low].copy()
+        for i in range(low + 1, high):
+            value = combine(value, moved[..., i])
+        windows.append(value)
+    return np.moveaxis(np.stack(windows, -1), -1, axis)
+
+
+@pytest.mark.parametrize("kernel, stride, pad, ceil", [(3, 2, 0, 1), (3, 1, 1, 0), (2, 2, 0, 0), (5, 3, 2, 1),
+                                                       (1, 2, 0, 0), (3, 3, 1, 1)])
+def test_pooling_windows_equal_a_loop_bit_for_bit(kernel, stride, pad, ceil):
+    """Pooling is separable, and along the last axis the windows are combined from every
+    position of the whole array and picked (kernels/ops/pooling.py): max and sums equal the
+    plain loop's to the bit, in float32 and on int8 codes, with padding and ceil mode."""
+    from kernels.ops.pooling import _window_reduce, pool_geometry
+
+    rng = np.random.default_rng(kernel * 10 + stride)
+    p = dict(kernel_h=kernel, kernel_w=kernel, stride_h=stride, stride_w=stride, pad_type=-1, pad_h=pad,
+             pad_w=pad, ceil_mode=ceil)
+    for x in (rng.standard_normal((2, 3, 17, 23)).astype(np.float32),
+              rng.integers(-128, 128, (2, 3, 17, 23)).astype(np.int8)):
+        g = pool_geometry(p, 17, 23)
+        for average in ([False, True] if x.dtype == np.float32 else [False]):
+            combine, fill = (np.add, x.dtype.type(0)) if average else (np.maximum, x.dtype.type(-127))
+            rows = _windows_by_loop(x, 2, kernel, stride, g[4], pad, combine, fill)
+            expected = _windows_by_loop(rows, 3, kernel, stride, g[5], pad, combine, fill)
+            got = _window_reduce(x, g, average, fill)
+            assert got.dtype == x.dtype and got.tobytes() == expected.tobytes(), (x.dtype, average)
+
+
 @pytest.mark.parametrize("kind", [0, 1])
 def test_global_pooling(kind):
     layer = tnn("Pooling", pool_type=kind, kernel_h=0, kernel_w=0, stride_h=1, stride_w=1, pad_h=0, pad_w=0, pad_type=-1)
