@@ -78,9 +78,9 @@ def _sum_of_products(x: np.ndarray, y: np.ndarray) -> float:
     """sum(x * y) of float32 vectors: numpy's own float32 loop sums blocks of BLOCK values,
     and the block sums are added in float64. Five times faster than einsum casting every
     value to float64, within 1e-7 of it for one block and 1e-9 for blobs of SqueezeNet's
-    size (the table prints six digits), and numpy's code, not BLAS's: the same sums for the same shards on any number
-    of threads or processes. Products beyond float32's range (|values| above 1e19) make the
-    whole sum again in float64."""
+    size (the table prints six digits); numpy's code, not BLAS's, so the same shards give
+    the same sums on any number of threads or processes. Products beyond float32's range
+    (|values| above 1e19) make the whole sum again in float64."""
     whole = x.size - x.size % BLOCK
     blocks = np.einsum("ij,ij->i", x[:whole].reshape(-1, BLOCK), y[:whole].reshape(-1, BLOCK))
     total = float(blocks.sum(dtype=np.float64)) + float(np.einsum("i,i->", x[whole:], y[whole:], dtype=np.float64))
