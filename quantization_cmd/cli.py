@@ -17,9 +17,9 @@ from click.core import ParameterSource
 import tnnformat
 
 from .cli_accuracy import AccuracyRequest, accuracy_options
-from .cli_support import (ALL_INPUTS, BATCH, NumberChoice, ProgressRenderer, Samples, check_writable,
-                          check_file_writable, model_inputs, one_line_errors, open_runner, parallel_options,
-                          preprocessing_options, warn_skipped)
+from .cli_support import (ALL_INPUTS, BATCH, KEPT_BYTES, KeptArrays, NumberChoice, ProgressRenderer, Samples,
+                          check_writable, check_file_writable, model_inputs, one_line_errors, open_runner,
+                          parallel_options, preprocessing_options, warn_skipped)
 from .config import (MAX_BITS, MIN_BITS, TNN_BLOB_METHODS, TNN_WEIGHT_METHODS,
                      QuantConfig, apply_changes, float_layers_override, from_tnn_flags,
                      load_json)
@@ -114,7 +114,7 @@ def usable_samples(values: Sequence[str], inputs: Dict[str, tuple], prep, flag: 
     """The readable inputs (unreadable ones are skipped with a warning); `what` names them in
     the progress label."""
     items = input_items(values, inputs, flag)
-    samples = Samples(items, inputs, prep, size)
+    samples = Samples(items, inputs, prep, size, kept=KeptArrays(KEPT_BYTES))
     samples.screen(f"reading {what} inputs")
     if not samples.items:
         raise click.ClickException(f"none of the {len(items)} files in '{', '.join(values)}' could be used")

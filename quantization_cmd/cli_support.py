@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from collections import deque
@@ -172,15 +173,53 @@ ALL_INPUTS = "*"
 #: Threads decoding input files beside the compute, and how many items they may read ahead.
 DECODERS = 2
 LOOKAHEAD = 2 * BATCH
+#: Bytes of decoded calibration inputs kept for the later data passes (SqueezeNet: about 110
+#: images of 224 x 224). A fixed cap, so memory stays flat however many inputs there are.
+KEPT_BYTES = 64 << 20
+
+
+class KeptArrays:
+    """Decoded items kept for the next data passes: the first that fit in `budget` bytes,
+    never evicted (every pass reads the items in the same order, so a least-recently-used
+    cache smaller than the set would hit nothing). Kept arrays are read-only: the batches
+    are concatenated copies of them."""
+
+    def __init__(self, budget: int = 0):
+        self.budget, self.used = budget, 0
+        self._arrays: Dict[Tuple, Dict[str, np.ndarray]] = {}
+        self._lock = threading.Lock()  # shards of one pass offer items from several threads
+
+    def __reduce__(self):
+        """Shards travel to worker processes without the kept arrays: workers decode."""
+        return KeptArrays, ()
+
+    @staticmethod
+    def _key(item: Item) -> Tuple:
+        return tuple(sorted((name, str(path)) for name, path in item.items()))
+
+    def get(self, item: Item) -> Optional[Dict[str, np.ndarray]]:
+        return self._arrays.get(self._key(item)) if self.budget else None
+
+    def offer(self, item: Item, arrays: Dict[str, np.ndarray]) -> None:
+        size = sum(a.nbytes for a in arrays.values())
+        key = self._key(item)
+        with self._lock:
+            if key in self._arrays or self.used + size > self.budget:
+                return
+            for array in arrays.values():
+                array.flags.writeable = False
+            self._arrays[key], self.used = arrays, self.used + size
 
 
 class Samples:
-    """The usable calibration items, read again for each pass and grouped into batches of
-    about `size` samples. Iterating yields model inputs; `batches` says how many."""
+    """The usable calibration items, read again for each pass (but those in `kept`) and
+    grouped into batches of about `size` samples. Iterating yields model inputs; `batches`
+    says how many."""
 
     def __init__(self, items: List[Item], inputs: Dict[str, Tuple[int, ...]], prep: Preprocess,
-                 size: int = BATCH, warn: bool = True):
+                 size: int = BATCH, warn: bool = True, kept: Optional[KeptArrays] = None):
         self.items, self.inputs, self.prep, self.size, self.warn = items, inputs, prep, size, warn
+        self.kept = kept if kept is not None else KeptArrays()
         self.skipped: List[Tuple[Path, str]] = []
         self.sizes: List[int] = []
         self.count = 0
@@ -210,13 +249,17 @@ class Samples:
         with ThreadPoolExecutor(DECODERS) as pool:
             pending: Deque = deque()
             for item in items:
-                pending.append((item, pool.submit(self._load, item)))
+                kept = self.kept.get(item)
+                pending.append((item, kept if kept is not None else pool.submit(self._load, item)))
                 if len(pending) > LOOKAHEAD:
                     yield self._checked(*pending.popleft())
             while pending:
                 yield self._checked(*pending.popleft())
 
-    def _checked(self, item: Item, loading: Future) -> Tuple[Item, Optional[Dict[str, np.ndarray]]]:
+    def _checked(self, item: Item, loading: Union[Future, Dict[str, np.ndarray]]
+                 ) -> Tuple[Item, Optional[Dict[str, np.ndarray]]]:
+        if isinstance(loading, dict):
+            return item, loading
         arrays = loading.result()
         if isinstance(arrays, InputFileError):
             path = next(iter(item.values()))
@@ -224,6 +267,7 @@ class Samples:
             if self.warn:
                 warn_skipped(path, str(arrays))
             return item, None
+        self.kept.offer(item, arrays)
         return item, arrays
 
     def screen(self, label: str = "reading inputs") -> None:
@@ -262,7 +306,7 @@ class Samples:
 
     def _subset(self, indices: List[int], size: int) -> "Samples":
         """The screened items at `indices`, in batches of about `size` samples."""
-        other = Samples([self.items[i] for i in indices], self.inputs, self.prep, size)
+        other = Samples([self.items[i] for i in indices], self.inputs, self.prep, size, kept=self.kept)
         other.sizes = [self.sizes[i] for i in indices]
         other.count = sum(other.sizes)
         other.batches = len(other._groups(other.sizes))

@@ -2,6 +2,7 @@
 the bytes of one process, and their flag errors."""
 from __future__ import annotations
 
+import pickle
 import socket
 import subprocess
 import sys
@@ -186,3 +187,30 @@ def test_in_process_shards_run_side_by_side_and_may_split_their_batches():
     runner.join(timeout=60)
     assert not runner.is_alive(), "the shards deadlocked"
     assert [r.tolist() for r in results] == [(2 * s).tolist() for s in shards]
+
+
+def test_later_passes_take_the_kept_inputs_and_decode_only_the_rest(monkeypatch):
+    """The screening read keeps the first decoded inputs that fit the budget; later passes
+    (and subsets of the same items) decode only the others and give the same batches. Kept
+    arrays are read-only and stay out of the shards sent to worker processes."""
+    from quantization_cmd import cli_support
+
+    files = sorted((DATA / "calibration").glob("*.png"))[:10]
+    shape, prep = (1, 1, 16, 16), Preprocess(scale=(1 / 255,))
+    decoded: List[str] = []
+    real = cli_support.read_input_file
+    monkeypatch.setattr(cli_support, "read_input_file", lambda path, *args: decoded.append(path.name) or real(path, *args))
+    one = int(np.prod(shape)) * 4
+    samples = cli_support.Samples([{"input": f} for f in files], {"input": shape}, prep, size=4,
+                                  kept=cli_support.KeptArrays(4 * one))
+    samples.screen()
+    assert len(decoded) == 10 and samples.kept.used == 4 * one
+    fresh = np.concatenate([real(f, shape, prep) for f in files])
+    for source in (samples, samples.rebatched(3)):
+        decoded.clear()
+        np.testing.assert_array_equal(np.concatenate([batch["input"] for batch in source]), fresh)
+        assert sorted(decoded) == [f.name for f in files[4:]]
+    with pytest.raises(ValueError):
+        samples.kept.get({"input": files[0]})["input"][...] = 0
+    assert samples.kept.get({"input": files[4]}) is None
+    assert len(pickle.dumps(samples)) < one
