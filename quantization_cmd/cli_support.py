@@ -184,21 +184,29 @@ class KeptArrays:
     cache smaller than the set would hit nothing). Kept arrays are read-only: the batches
     are concatenated copies of them."""
 
-    def __init__(self, budget: int = 0):
-        self.budget, self.used = budget, 0
-        self._arrays: Dict[Tuple, Dict[str, np.ndarray]] = {}
+    def __init__(self, budget: int = 0, arrays: Optional[Dict[Tuple, Dict[str, np.ndarray]]] = None):
+        self.budget, self._arrays = budget, dict(arrays or {})
+        self.used = sum(a.nbytes for item in self._arrays.values() for a in item.values())
+        for item in self._arrays.values():
+            for array in item.values():
+                array.flags.writeable = False
         self._lock = threading.Lock()  # shards of one pass offer items from several threads
 
     def __reduce__(self):
-        """Shards travel to worker processes without the kept arrays: workers decode."""
-        return KeptArrays, ()
+        """Pickled (a shard sent to a worker process) with its arrays but closed to new ones."""
+        return KeptArrays, (0, self._arrays)
 
     @staticmethod
     def _key(item: Item) -> Tuple:
         return tuple(sorted((name, str(path)) for name, path in item.items()))
 
     def get(self, item: Item) -> Optional[Dict[str, np.ndarray]]:
-        return self._arrays.get(self._key(item)) if self.budget else None
+        return self._arrays.get(self._key(item)) if self._arrays else None
+
+    def only(self, items: Iterable[Item]) -> "KeptArrays":
+        """The kept arrays of `items` alone, closed to new ones: what a shard carries."""
+        keys = (self._key(item) for item in items)
+        return KeptArrays(0, {key: self._arrays[key] for key in keys if key in self._arrays})
 
     def offer(self, item: Item, arrays: Dict[str, np.ndarray]) -> None:
         size = sum(a.nbytes for a in arrays.values())
@@ -224,6 +232,11 @@ class Samples:
         self.sizes: List[int] = []
         self.count = 0
         self.batches: Optional[int] = None
+
+    def __getstate__(self) -> dict:
+        """A shard travels to a worker process with the kept arrays of its own items (the
+        others the worker decodes)."""
+        return {**self.__dict__, "kept": self.kept.only(self.items)}
 
     @property
     def files(self) -> List[Path]:

@@ -192,7 +192,7 @@ def test_in_process_shards_run_side_by_side_and_may_split_their_batches():
 def test_later_passes_take_the_kept_inputs_and_decode_only_the_rest(monkeypatch):
     """The screening read keeps the first decoded inputs that fit the budget; later passes
     (and subsets of the same items) decode only the others and give the same batches. Kept
-    arrays are read-only and stay out of the shards sent to worker processes."""
+    arrays are read-only; a shard sent to a worker process carries those of its own items."""
     from quantization_cmd import cli_support
 
     files = sorted((DATA / "calibration").glob("*.png"))[:10]
@@ -213,4 +213,9 @@ def test_later_passes_take_the_kept_inputs_and_decode_only_the_rest(monkeypatch)
     with pytest.raises(ValueError):
         samples.kept.get({"input": files[0]})["input"][...] = 0
     assert samples.kept.get({"input": files[4]}) is None
-    assert len(pickle.dumps(samples)) < one
+    (_, head, _), (_, tail, _) = samples.shards(1)[:2]  # items 0-3 (all kept) and 4-7 (none)
+    assert len(pickle.dumps(tail)) < one < 4 * one < len(pickle.dumps(head)) < 5 * one
+    decoded.clear()
+    sent = pickle.loads(pickle.dumps(head))
+    np.testing.assert_array_equal(np.concatenate([batch["input"] for batch in sent]), fresh[:4])
+    assert decoded == [] and sent.kept.budget == 0
