@@ -32,43 +32,70 @@ from .min_max import scale_from_threshold
 WORKERS = os.cpu_count() or 1
 
 
+#: Candidates per block. A block's geometry and working arrays, (levels + 1) x BLOCK float64
+#: each, stay in cache while every row of a chunk is searched against it (whole-row arrays, 2 MB
+#: each, ran at memory speed: 2x slower). Not smaller: numpy's reductions down short columns
+#: hold the GIL, and at 128 candidates two threads searched no faster than one.
+BLOCK = 384
+#: Rows per task of the thread pool: enough to reuse a block's geometry, few enough to share out.
+CHUNK = 16
+
+
 @lru_cache(maxsize=7)
 def _boundaries(levels: int):
     """Channel-independent geometry for `levels` target levels (128 at 8 bits) and the
-    candidate thresholds [levels, BINS), boundary-major (levels + 1, candidates) so that steps
-    from one boundary to the next are contiguous rows: for each level boundary
-    x_j = j * i / levels the bin holding it and its fractional position in that bin."""
+    candidate thresholds [levels, BINS), in blocks of BLOCK candidates, each boundary-major
+    (levels + 1, candidates) so that steps from one boundary to the next are contiguous rows:
+    for each level boundary x_j = j * i / levels the bin holding it, its fractional position
+    in that bin and whether that is inside the bin (1.0) or on its edge (0.0)."""
     candidates = np.arange(levels, BINS)
     x = np.arange(levels + 1)[:, None] * candidates[None, :] / levels  # exact dyadic values
     floor = np.floor(x).astype(np.intp)
     frac = x - floor
-    return candidates, floor, frac, frac > 0, frac[1:levels], np.log(candidates / levels)
+    blocks = [(slice(s, s + BLOCK), *(np.ascontiguousarray(a[:, s:s + BLOCK])
+                                      for a in (floor, frac, (frac > 0).astype(np.float64))))
+              for s in range(0, candidates.size, BLOCK)]
+    return candidates, blocks, np.log(candidates / levels)
 
 
-def _thresholds_of(p: np.ndarray, levels: int) -> int:
-    """The least-KL threshold bin of one normalized histogram (float64, length BINS)."""
-    candidates, floor, frac, cut, inner, log_width = _boundaries(levels)
-    cum = np.concatenate([[0.0], np.cumsum(p)])  # cum[k] = sum p[:k]
-    plogp = np.concatenate([[0.0], np.cumsum(p * np.log(p))])
-    padded = np.append(p, 0.0)  # a boundary at bin 2048 is never inside a bin
-    p_at = padded[floor]
-    cum_at = cum[floor]
-    edge = cum_at + frac * p_at  # the cumulative mass at each boundary
-    level_mass = edge[1:] - edge[:-1]  # Q_j, one row per level
-    cut_mass = np.where(cut, p_at, 0.0)  # mass of the bins a boundary splits
-    whole = cum_at[1:] - cum_at[:-1] - cut_mass[:-1]  # mass of the bins wholly inside level j
+def _thresholds_of(p: np.ndarray, levels: int) -> np.ndarray:
+    """The least-KL threshold bins of normalized histograms (float64, rows of length BINS)."""
+    candidates, blocks, log_width = _boundaries(levels)
+    zero = np.zeros((len(p), 1))
+    cum = np.concatenate([zero, np.cumsum(p, axis=1)], axis=1)  # cum[r, k] = sum p[r, :k]
+    plogp = np.concatenate([zero, np.cumsum(p * np.log(p), axis=1)], axis=1)
+    padded = np.concatenate([p, zero], axis=1)  # a boundary at bin 2048 is never inside a bin
     last = candidates - 1
-    tail = cum[-1] - cum[candidates]
-    folded = p[last] + tail  # bin i-1 takes the tail
-    entropy = plogp[last] + folded * np.log(folded)
-    log_mass = np.log(level_mass)
-    split = cut_mass[1:levels]  # boundaries 0 and levels sit on bin edges: nothing to split
-    split_mass = split.sum(axis=0)
-    cross = np.einsum("ji,ji->i", whole, log_mass) + tail * log_mass[-1]
-    cross -= (cum[candidates] - split_mass + tail) * log_width
-    mixed = level_mass[1:] + inner * (level_mass[:-1] - level_mass[1:])
-    cross += np.einsum("ji,ji->i", split, np.log(mixed)) - split_mass * log_width
-    return int(candidates[np.argmin(entropy - cross)])
+    tail = cum[:, -1:] - cum[:, candidates]
+    folded = p[:, last] + tail  # bin i-1 takes the tail
+    kl = plogp[:, last] + folded * np.log(folded)  # the entropy term; the cross terms are subtracted below
+    width = min(BLOCK, candidates.size)
+    buffers = [np.empty((levels + 1, width)) for _ in range(4)] + [np.empty((levels, width)) for _ in range(2)]
+    for at, floor, frac, cut in blocks:
+        p_at, cum_at, edge, cut_mass, level_mass, log_mass = (b[:, :floor.shape[1]] for b in buffers)
+        whole, mixed = edge[:levels], cum_at[:levels - 1]  # reuse: edge and cum_at are spent by then
+        split = cut_mass[1:levels]  # boundaries 0 and levels sit on bin edges: nothing to split
+        cum_below = cum[:, candidates[at]]
+        for r in range(len(p)):
+            np.take(padded[r], floor, out=p_at, mode="clip")  # in range; "clip" is not buffered
+            np.take(cum[r], floor, out=cum_at, mode="clip")
+            np.multiply(frac, p_at, out=edge)
+            edge += cum_at  # the cumulative mass at each boundary
+            np.subtract(edge[1:], edge[:-1], out=level_mass)  # Q_j, one row per level
+            np.multiply(p_at, cut, out=cut_mass)  # mass of the bins a boundary splits
+            np.subtract(cum_at[1:], cum_at[:-1], out=whole)
+            whole -= cut_mass[:-1]  # mass of the bins wholly inside level j
+            np.log(level_mass, out=log_mass)
+            split_mass = split.sum(axis=0)
+            cross = np.einsum("ji,ji->i", whole, log_mass) + tail[r, at] * log_mass[-1]
+            cross -= (cum_below[r] - split_mass + tail[r, at]) * log_width[at]
+            np.subtract(level_mass[:-1], level_mass[1:], out=mixed)
+            mixed *= frac[1:levels]
+            mixed += level_mass[1:]
+            np.log(mixed, out=mixed)
+            cross += np.einsum("ji,ji->i", split, mixed) - split_mass * log_width[at]
+            kl[r, at] -= cross
+    return candidates[np.argmin(kl, axis=1)]
 
 
 #: Thresholds found so far, by a digest of the histogram row and the level count. A
@@ -92,8 +119,11 @@ def kl_thresholds(distribution: np.ndarray, bits: int = 8) -> np.ndarray:
     with _found_lock:
         known = {key: _found[key] for key in keys if key in _found}
     todo = {key: row for key, row in zip(keys, rows) if key not in known}
-    with ThreadPoolExecutor(max_workers=min(WORKERS, len(todo)) or 1) as pool:
-        searched = dict(zip(todo, pool.map(lambda row: _thresholds_of(row, levels), todo.values())))
+    size = min(CHUNK, -(-len(todo) // WORKERS)) or 1  # a small blob's rows still go to every core
+    chunks = [np.array(list(todo.values())[at:at + size]) for at in range(0, len(todo), size)]
+    with ThreadPoolExecutor(max_workers=min(WORKERS, len(chunks)) or 1) as pool:
+        found = [int(t) for chunk in pool.map(lambda chunk: _thresholds_of(chunk, levels), chunks) for t in chunk]
+    searched = dict(zip(todo, found))
     known.update(searched)
     with _found_lock:
         _found.update(searched)
