@@ -46,14 +46,15 @@ def _boundaries(levels: int):
     """Channel-independent geometry for `levels` target levels (128 at 8 bits) and the
     candidate thresholds [levels, BINS), in blocks of BLOCK candidates, each boundary-major
     (levels + 1, candidates) so that steps from one boundary to the next are contiguous rows:
-    for each level boundary x_j = j * i / levels the bin holding it, its fractional position
-    in that bin and whether that is inside the bin (1.0) or on its edge (0.0)."""
+    for each level boundary x_j = j * i / levels the bin holding it, the same bin where x_j
+    is inside it and bin BINS (a zero) where x_j is on a bin edge, and x_j's fractional
+    position in its bin (0 on an edge)."""
     candidates = np.arange(levels, BINS)
     x = np.arange(levels + 1)[:, None] * candidates[None, :] / levels  # exact dyadic values
     floor = np.floor(x).astype(np.intp)
     frac = x - floor
-    blocks = [(slice(s, s + BLOCK), *(np.ascontiguousarray(a[:, s:s + BLOCK])
-                                      for a in (floor, frac, (frac > 0).astype(np.float64))))
+    inside = np.where(frac > 0, floor, BINS)
+    blocks = [(slice(s, s + BLOCK), *(np.ascontiguousarray(a[:, s:s + BLOCK]) for a in (floor, inside, frac)))
               for s in range(0, candidates.size, BLOCK)]
     return candidates, blocks, np.log(candidates / levels)
 
@@ -64,34 +65,33 @@ def _thresholds_of(p: np.ndarray, levels: int) -> np.ndarray:
     zero = np.zeros((len(p), 1))
     cum = np.concatenate([zero, np.cumsum(p, axis=1)], axis=1)  # cum[r, k] = sum p[r, :k]
     plogp = np.concatenate([zero, np.cumsum(p * np.log(p), axis=1)], axis=1)
-    padded = np.concatenate([p, zero], axis=1)  # a boundary at bin 2048 is never inside a bin
+    padded = np.concatenate([p, zero], axis=1)  # bin BINS: nothing (a boundary there is on an edge)
     last = candidates - 1
     tail = cum[:, -1:] - cum[:, candidates]
     folded = p[:, last] + tail  # bin i-1 takes the tail
     kl = plogp[:, last] + folded * np.log(folded)  # the entropy term; the cross terms are subtracted below
     width = min(BLOCK, candidates.size)
-    buffers = [np.empty((levels + 1, width)) for _ in range(4)] + [np.empty((levels, width)) for _ in range(2)]
-    for at, floor, frac, cut in blocks:
-        p_at, cum_at, edge, cut_mass, level_mass, log_mass = (b[:, :floor.shape[1]] for b in buffers)
-        whole, mixed = edge[:levels], cum_at[:levels - 1]  # reuse: edge and cum_at are spent by then
+    buffers = [np.empty((levels + 1, width)) for _ in range(3)] + [np.empty((levels, width))]
+    for at, floor, inside, frac in blocks:
+        cut_mass, cum_at, edge, level_mass = (b[:, :floor.shape[1]] for b in buffers)
+        whole, mixed, log_mass = edge[:levels], cum_at[:levels - 1], level_mass  # each written once the other is spent
         split = cut_mass[1:levels]  # boundaries 0 and levels sit on bin edges: nothing to split
         cum_below = cum[:, candidates[at]]
         for r in range(len(p)):
-            np.take(padded[r], floor, out=p_at, mode="clip")  # in range; "clip" is not buffered
-            np.take(cum[r], floor, out=cum_at, mode="clip")
-            np.multiply(frac, p_at, out=edge)
+            np.take(padded[r], inside, out=cut_mass, mode="clip")  # the mass of the bins a boundary splits
+            np.take(cum[r], floor, out=cum_at, mode="clip")  # in range; "clip" is not buffered
+            np.multiply(frac, cut_mass, out=edge)  # frac * p[floor]: frac is 0 where cut_mass is
             edge += cum_at  # the cumulative mass at each boundary
             np.subtract(edge[1:], edge[:-1], out=level_mass)  # Q_j, one row per level
-            np.multiply(p_at, cut, out=cut_mass)  # mass of the bins a boundary splits
             np.subtract(cum_at[1:], cum_at[:-1], out=whole)
             whole -= cut_mass[:-1]  # mass of the bins wholly inside level j
+            np.subtract(level_mass[:-1], level_mass[1:], out=mixed)
+            mixed *= frac[1:levels]
+            mixed += level_mass[1:]
             np.log(level_mass, out=log_mass)
             split_mass = split.sum(axis=0)
             cross = np.einsum("ji,ji->i", whole, log_mass) + tail[r, at] * log_mass[-1]
             cross -= (cum_below[r] - split_mass + tail[r, at]) * log_width[at]
-            np.subtract(level_mass[:-1], level_mass[1:], out=mixed)
-            mixed *= frac[1:levels]
-            mixed += level_mass[1:]
             np.log(mixed, out=mixed)
             cross += np.einsum("ji,ji->i", split, mixed) - split_mass * log_width[at]
             kl[r, at] -= cross
