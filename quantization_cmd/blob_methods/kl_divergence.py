@@ -35,7 +35,7 @@ WORKERS = os.cpu_count() or 1
 #: Candidates per block. A block's geometry and working arrays, (levels + 1) x BLOCK float64
 #: each, stay in cache while every row of a chunk is searched against it (whole-row arrays, 2 MB
 #: each, ran at memory speed: 2x slower). Not smaller: numpy's reductions down short columns
-#: hold the GIL, and at 128 candidates two threads searched no faster than one.
+#: scale badly on two threads (GIL hand-offs), and at 128 two threads searched no faster than one.
 BLOCK = 384
 #: Rows per task of the thread pool: enough to reuse a block's geometry, few enough to share out.
 CHUNK = 16
@@ -76,7 +76,7 @@ def _thresholds_of(p: np.ndarray, levels: int) -> np.ndarray:
         cut_mass, cum_at, edge, level_mass = (b[:, :floor.shape[1]] for b in buffers)
         whole, mixed, log_mass = edge[:levels], cum_at[:levels - 1], level_mass  # each written once the other is spent
         split = cut_mass[1:levels]  # boundaries 0 and levels sit on bin edges: nothing to split
-        cum_below = cum[:, candidates[at]]
+        cum_below, tails, widths = cum[:, candidates[at]], tail[:, at], log_width[at]
         for r in range(len(p)):
             np.take(padded[r], inside, out=cut_mass, mode="clip")  # the mass of the bins a boundary splits
             np.take(cum[r], floor, out=cum_at, mode="clip")  # in range; "clip" is not buffered
@@ -90,10 +90,10 @@ def _thresholds_of(p: np.ndarray, levels: int) -> np.ndarray:
             mixed += level_mass[1:]
             np.log(level_mass, out=log_mass)
             split_mass = split.sum(axis=0)
-            cross = np.einsum("ji,ji->i", whole, log_mass) + tail[r, at] * log_mass[-1]
-            cross -= (cum_below[r] - split_mass + tail[r, at]) * log_width[at]
+            cross = np.einsum("ji,ji->i", whole, log_mass) + tails[r] * log_mass[-1]
+            cross -= (cum_below[r] - split_mass + tails[r]) * widths
             np.log(mixed, out=mixed)
-            cross += np.einsum("ji,ji->i", split, mixed) - split_mass * log_width[at]
+            cross += np.einsum("ji,ji->i", split, mixed) - split_mass * widths
             kl[r, at] -= cross
     return candidates[np.argmin(kl, axis=1)]
 
@@ -120,7 +120,8 @@ def kl_thresholds(distribution: np.ndarray, bits: int = 8) -> np.ndarray:
         known = {key: _found[key] for key in keys if key in _found}
     todo = {key: row for key, row in zip(keys, rows) if key not in known}
     size = min(CHUNK, -(-len(todo) // WORKERS)) or 1  # a small blob's rows still go to every core
-    chunks = [np.array(list(todo.values())[at:at + size]) for at in range(0, len(todo), size)]
+    pending = np.array(list(todo.values()))
+    chunks = [pending[at:at + size] for at in range(0, len(todo), size)]
     with ThreadPoolExecutor(max_workers=min(WORKERS, len(chunks)) or 1) as pool:
         found = [int(t) for chunk in pool.map(lambda chunk: _thresholds_of(chunk, levels), chunks) for t in chunk]
     searched = dict(zip(todo, found))
