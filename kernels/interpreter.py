@@ -161,10 +161,11 @@ class Interpreter:
         return self._run(index, layer, args)
 
     def forward(self, inputs: Dict[str, np.ndarray], hook: Optional[Hook] = None,
-                keep: Iterable[str] = ()) -> Dict[str, np.ndarray]:
+                keep: Iterable[str] = (), codes: bool = False) -> Dict[str, np.ndarray]:
         """The model outputs (and any blobs named in `keep`) for `inputs`, as float32.
 
-        Without a hook, a batch is split across the machine's cores (see threads.py)."""
+        Without a hook, a batch is split across the machine's cores (see threads.py). With
+        `codes`, the hook gets int8 blobs as they are (Int8Blob), not dequantized."""
         blobs = self._check_inputs(inputs)
         for name, value in blobs.items():
             if self.check_finite and not np.isfinite(value).all():
@@ -175,7 +176,7 @@ class Interpreter:
                     all(v.shape[0] == batch for v in blobs.values()) and self.batch_independent():
                 results = self._forward_split(dict(blobs), keep)
             else:
-                results = self._forward(dict(blobs), hook, keep, each=hook is not None)
+                results = self._forward(dict(blobs), hook, keep, each=hook is not None, codes=codes)
             if self.check_finite and hook is None and not all(np.isfinite(v).all() for v in results.values()):
                 self._forward(blobs, None, keep, each=True)  # finds and names the first layer
                 bad = next(name for name, v in results.items() if not np.isfinite(v).all())
@@ -229,7 +230,7 @@ class Interpreter:
         return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
 
     def _forward(self, blobs: Dict[str, Value], hook: Optional[Hook], keep: Iterable[str],
-                 each: bool) -> Dict[str, np.ndarray]:
+                 each: bool, codes: bool = False) -> Dict[str, np.ndarray]:
         """One pass; `each`: check every layer's float results for NaN/inf (if check_finite)."""
         wanted = set(self.net.outputs) | set(keep)
         if hook is not None:
@@ -259,7 +260,7 @@ class Interpreter:
             for blob, value in zip(layer.outputs, outputs):
                 blobs[blob] = value
                 if hook is not None:
-                    hook(layer, blob, self._float(value))
+                    hook(layer, blob, value if codes else self._float(value))
             for blob in set(layer.inputs) | set(layer.outputs):
                 if self.last_use.get(blob, -1) <= index and blob not in wanted:
                     blobs.pop(blob, None)

@@ -8,12 +8,14 @@ puts the layer where accuracy is lost at the top (TNN's tool says nothing about 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from kernels import Interpreter
+from kernels.int8 import Int8Blob
 from kernels.threads import map_batch_parts
 from tnnformat import Net
 
@@ -36,20 +38,24 @@ class BlobError:
     max_abs: float = 0.0
     nonfinite: int = 0  # int8 values that were NaN or infinite
 
-    def add(self, f: np.ndarray, q: np.ndarray) -> None:
-        """Sums of products of the float32 values (see _sum_of_products); the error comes
-        from its own differences. The cross term follows from the other three, fq = (ff +
-        qq - ee) / 2, one pass fewer."""
-        f, q = f.reshape(-1), q.reshape(-1)
+    def add(self, f: np.ndarray, q: Union[np.ndarray, Int8Blob]) -> None:
+        """The sums over `f` and `q` (int8 codes, or floats for an output), taken piece by
+        piece in a working buffer that stays in cache (see _pieces), so each value is read
+        from memory once. The cross term follows from the other three, fq = (ff + qq - ee) / 2."""
+        ff = qq = ee = low = high = 0.0  # the padding's zeros are among the differences anyway
+        nonfinite = 0
         with np.errstate(all="ignore"):
-            diff = f - q
-            ff, qq, ee = _sum_of_products(f, f), _sum_of_products(q, q), _sum_of_products(diff, diff)
+            for piece in _pieces(f, q):
+                diff = np.subtract(piece[0], piece[1], out=piece[2])
+                pf, pq, pe = _sums_of_squares(piece)
+                ff, qq, ee = ff + pf, qq + pq, ee + pe
+                low, high = min(low, float(diff.min())), max(high, float(diff.max()))
+                if not math.isfinite(pq):
+                    nonfinite += int(np.count_nonzero(~np.isfinite(piece[1])))
         self.ff, self.qq, self.ee = self.ff + ff, self.qq + qq, self.ee + ee
         self.fq += (ff + qq - ee) / 2
-        if not math.isfinite(self.qq):
-            self.nonfinite += int(np.count_nonzero(~np.isfinite(q)))
-        self.max_abs = math.nan if self.nonfinite else max(self.max_abs, float(diff.max(initial=0.0)),
-                                                            -float(diff.min(initial=0.0)))
+        self.nonfinite += nonfinite
+        self.max_abs = math.nan if self.nonfinite else max(self.max_abs, high, -low)
 
     def merge(self, other: "BlobError") -> "BlobError":
         """The sums of two shards of the data, the first's first."""
@@ -70,23 +76,83 @@ class BlobError:
         return 10 * math.log10(self.ff / self.ee) if self.ff else -math.inf
 
 
-#: Values per float32 partial sum in _sum_of_products.
+#: Values per float32 partial sum in _sums_of_squares.
 BLOCK = 64
+#: Values compared at a time: a piece's float values, int8 values and differences take
+#: 768 KB, inside L2, so after the first read of each value the passes run in cache.
+CHUNK = 1024 * BLOCK
+_local = threading.local()  # per thread: the working buffer of _pieces
 
 
-def _sum_of_products(x: np.ndarray, y: np.ndarray) -> float:
-    """sum(x * y) of float32 vectors: numpy's own float32 loop sums blocks of BLOCK values,
-    and the block sums are added in float64. Five times faster than einsum casting every
-    value to float64, within 1e-7 of it for one block and 1e-9 for blobs of SqueezeNet's
-    size (the table prints six digits); numpy's code, not BLAS's, so the same shards give
-    the same sums on any number of threads or processes. Products beyond float32's range
-    (|values| above 1e19) make the whole sum again in float64."""
-    whole = x.size - x.size % BLOCK
-    blocks = np.einsum("ij,ij->i", x[:whole].reshape(-1, BLOCK), y[:whole].reshape(-1, BLOCK))
-    total = float(blocks.sum(dtype=np.float64)) + float(np.einsum("i,i->", x[whole:], y[whole:], dtype=np.float64))
-    if math.isinf(total) and np.isfinite(x).all() and np.isfinite(y).all():
-        return float(np.einsum("i,i->", x, y, dtype=np.float64))
-    return total
+def _pieces(f: np.ndarray, q: Union[np.ndarray, Int8Blob]) -> Iterator[np.ndarray]:
+    """`f` and `q` about CHUNK values at a time, as (3, m) float32 working arrays: row 0 the
+    float values, row 1 the int8 values as floats (codes dequantized as Int8Blob.dequantize
+    does, bit for bit), row 2 free for the differences; m is a multiple of BLOCK, the rows
+    padded with zeros (which add nothing to any sum). The pieces of a per-channel blob are
+    whole (sample, channel) rows, so that each row has one scale."""
+    if not isinstance(q, Int8Blob):
+        flat_f, flat_q = f.reshape(-1), q.reshape(-1)
+        for start in range(0, flat_f.size, CHUNK):
+            piece = _working(min(CHUNK, flat_f.size - start))
+            np.copyto(piece[1, :flat_f[start:start + CHUNK].size], flat_q[start:start + CHUNK], casting="unsafe")
+            yield _with_float(piece, flat_f[start:start + CHUNK])
+        return
+    codes = q.values
+    scale, zero = (a.reshape(-1) for a in q.scale.per_channel(codes.ndim))
+    scale = scale.astype(np.float32)
+    channels = scale.size
+    floats = f.reshape(-1)
+    if channels > 1:
+        width = codes.size // max(codes.shape[0] * channels, 1)
+        rows, step = codes.reshape(-1, width), max(1, CHUNK // width)
+    else:
+        rows, step, width = codes.reshape(-1), CHUNK, 1
+    for start in range(0, len(rows), step):  # rows of a per-channel blob, values of a per-tensor one
+        part = rows[start:start + step]
+        piece = _working(part.size)
+        values = piece[1, :part.size].reshape(part.shape)
+        np.copyto(values, part, casting="unsafe")
+        if channels > 1:
+            which = np.arange(start, start + len(part)) % channels  # rows are (sample, channel)
+            row_zero, row_scale = zero[which, None], scale[which, None]
+        else:
+            row_zero, row_scale = zero, scale
+        if row_zero.any():
+            values -= row_zero.astype(np.float32)
+        values *= row_scale
+        yield _with_float(piece, floats[start * width:start * width + part.size])
+
+
+def _working(size: int) -> np.ndarray:
+    """This thread's (3, m) working array for `size` values (m: size rounded up to BLOCK),
+    reused from piece to piece and blob to blob; the padding is zeroed."""
+    padded = -(-size // BLOCK) * BLOCK
+    work = getattr(_local, "work", None)
+    if work is None or work.shape[1] < padded:
+        work = _local.work = np.empty((3, max(padded, CHUNK)), np.float32)
+    piece = work[:, :padded]
+    piece[:, size:] = 0
+    return piece
+
+
+def _with_float(piece: np.ndarray, values: np.ndarray) -> np.ndarray:
+    np.copyto(piece[0, :values.size], values)
+    return piece
+
+
+def _sums_of_squares(piece: np.ndarray) -> Tuple[float, float, float]:
+    """sum(x * x) of each row of a (3, m) working array: numpy's own float32 loop sums blocks
+    of BLOCK values, and the block sums are added in float64. Five times faster than einsum
+    casting every value to float64, within 1e-7 of it for one block and 1e-9 for blobs of
+    SqueezeNet's size (the table prints six digits); numpy's code, not BLAS's, so the same
+    shards give the same sums on any number of threads or processes. Products beyond
+    float32's range (|values| above 1e19) make that row's sum again in float64."""
+    blocks = piece.reshape(3, -1, BLOCK)
+    totals = [float(t) for t in np.einsum("kij,kij->ki", blocks, blocks).sum(axis=1, dtype=np.float64)]
+    for row, total in enumerate(totals):
+        if math.isinf(total) and np.isfinite(piece[row]).all():
+            totals[row] = float(np.einsum("i,i->", piece[row], piece[row], dtype=np.float64))
+    return totals[0], totals[1], totals[2]
 
 
 @dataclass
@@ -169,7 +235,7 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
                 part_errors[blob].add(reference.pop(blob), value)
 
         expected = float_run.forward(part, hook=keep)
-        return part_errors, expected, int8_run.forward(part, hook=compare)
+        return part_errors, expected, int8_run.forward(part, hook=compare, codes=True)
 
     for done, batch in enumerate(batches, 1):
         parts = map_batch_parts(compare_part, batch, PIECES) if split else [compare_part(batch)]

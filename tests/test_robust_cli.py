@@ -219,6 +219,32 @@ def test_the_checks_sums_agree_with_float64_and_survive_float32_overflow(size):
         assert err.nonfinite == 0
 
 
+@pytest.mark.parametrize("shape, channels, zero", [((3, 4, 7, 5), 1, 0), ((3, 4, 7, 5), 1, -3), ((3, 4, 7, 5), 4, 0),
+                                                    ((2, 5, 9), 5, 2), ((2, 3, 300, 301), 3, 1), ((1, 2, 70000), 1, 0)])
+def test_the_checks_sums_from_int8_codes_are_those_of_the_dequantized_values(shape, channels, zero):
+    """The check takes int8 blobs as codes and dequantizes them piece by piece: the sums are
+    float64's over Int8Blob.dequantize() (per tensor and per channel, with zero points, rows
+    shorter and longer than a piece), and the largest error is exactly its."""
+    from kernels.int8 import Int8Blob
+    from quantization_cmd.fidelity import BlobError
+    from tnnformat import BlobScale
+
+    rng = np.random.default_rng(sum(shape))
+    codes = rng.integers(-128, 128, shape).astype(np.int8)
+    scale = BlobScale(rng.uniform(0.01, 0.2, channels).astype(np.float32),
+                      np.full(channels, zero, np.int8) - np.arange(channels, dtype=np.int8) * (zero != 0))
+    blob = Int8Blob(codes, scale)
+    d = blob.dequantize()
+    f = (d + rng.standard_normal(shape).astype(np.float32) * 0.05).astype(np.float32)
+    err = BlobError("b", "l")
+    err.add(f, blob)
+    f64, d64 = f.astype(np.float64).ravel(), d.astype(np.float64).ravel()
+    e64 = (f - d).astype(np.float64).ravel()
+    for got, want in ((err.ff, f64 @ f64), (err.qq, d64 @ d64), (err.ee, e64 @ e64), (err.fq, f64 @ d64)):
+        assert got == pytest.approx(want, rel=1e-7), (got, want)
+    assert err.max_abs == float(np.abs(f - d).max()) and err.nonfinite == 0
+
+
 def test_the_two_input_passes_have_distinct_labels(tmp_path):
     folder = calibration(tmp_path)
     result = quantize(model_args() + ["-i", folder, "--eval_path", folder] + PREP, tmp_path)
