@@ -136,6 +136,25 @@ def test_int8_concat_requantizes_per_tensor_inputs():
     np.testing.assert_allclose(y[0, 0, 0], [1.0, -1.5, 0.75, 0.25])
 
 
+@pytest.mark.parametrize("shape, zero", [((2, 3, 5, 5), 0), ((2, 3, 5, 5), -4), ((3, 1, 1), 3), ((1, 64, 55, 55), 0)])
+def test_int8_concat_tables_give_the_codes_of_the_arithmetic(shape, zero):
+    """Concat requantizes through code tables (pairs of codes where the blob pairs up): the
+    same codes as TNN's float32 steps on every value, odd sizes, strided blobs, zero points
+    and a zero output scale included."""
+    from kernels.ops.elementwise import _requantize, _requantized_codes
+
+    rng = np.random.default_rng(sum(shape) + zero)
+    codes = rng.integers(-128, 128, shape).astype(np.int8)
+    for values in (codes, codes[:, ::-1], codes[..., :1]):
+        for out_scale in (0.013, 0.7, 0.0):
+            blob = Int8Blob(values, BlobScale(np.array([0.031], np.float32), np.array([zero], np.int8)))
+            out = BlobScale(np.array([out_scale], np.float32), np.array([-zero // 2], np.int8))
+            with np.errstate(all="ignore"):
+                got = _requantized_codes(blob, out)
+                want = _requantize(values, 0.031, zero, out_scale, -zero // 2)
+            assert got.dtype == np.int8 and got.shape == values.shape and np.array_equal(got, want)
+
+
 def test_int8_average_pooling_truncates_toward_zero():
     layer = make("Pooling", "pool", ["x"], ["y"], pool_type=1, kernel_h=2, kernel_w=2, stride_h=2,
                  stride_w=2, pad_h=0, pad_w=0)

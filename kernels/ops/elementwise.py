@@ -8,7 +8,7 @@ int8 blobs, as TNN's int8 kernels do.
 """
 from __future__ import annotations
 
-from functools import reduce
+from functools import lru_cache, reduce
 from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
@@ -128,15 +128,40 @@ class Concat(Kernel):
 
 
 def _requantized_codes(blob: Int8Blob, out: BlobScale) -> np.ndarray:
-    """TNN's per-tensor requantization of an int8 input of Concat to the output's scale,
-    float2int8((q - zp_in) * s_in / s_out + zp_out) in float32, each step in place on one
+    """TNN's per-tensor requantization of an int8 input of Concat to the output's scale. It
+    maps each code to a code, so the codes go through a table of what _requantize gives for
+    all 256 (the same codes bit for bit), two codes at a time where they pair up: one
+    lookup per two values instead of six passes in float32."""
+    scales = (float(blob.scale.scale[0]), int(blob.scale.zero_point[0]), float(out.scale[0]), int(out.zero_point[0]))
+    codes = blob.values
+    if codes.size % 2 == 0 and codes.flags.c_contiguous:
+        return np.take(_pair_table(*scales), codes.reshape(-1).view(np.uint16)).view(np.int8).reshape(codes.shape)
+    return np.take(_code_table(*scales), codes.view(np.uint8))
+
+
+def _requantize(codes: np.ndarray, scale: float, zero: int, out_scale: float, out_zero: int) -> np.ndarray:
+    """float2int8((q - zp_in) * s_in / s_out + zp_out) in float32, each step in place on one
     copy (the differences are small integers, exact in float32; adding a zero point of 0 is
     left out, it changes no code)."""
-    values = blob.values.astype(np.float32)
-    if blob.scale.zero_point[0]:
-        values -= np.float32(blob.scale.zero_point[0])
-    values *= blob.scale.scale[0]
-    values /= out.scale[0]
-    if out.zero_point[0]:
-        values += np.float32(out.zero_point[0])
+    values = codes.astype(np.float32)
+    if zero:
+        values -= np.float32(zero)
+    values *= np.float32(scale)
+    values /= np.float32(out_scale)
+    if out_zero:
+        values += np.float32(out_zero)
     return float2int8(values)
+
+
+@lru_cache(maxsize=64)
+def _code_table(scale: float, zero: int, out_scale: float, out_zero: int) -> np.ndarray:
+    """The requantized code of every code, indexed by the code's byte (uint8 view)."""
+    return _requantize(np.arange(256, dtype=np.uint8).view(np.int8), scale, zero, out_scale, out_zero)
+
+
+@lru_cache(maxsize=64)
+def _pair_table(scale: float, zero: int, out_scale: float, out_zero: int) -> np.ndarray:
+    """The requantized codes of every pair of codes, indexed by the pair's two bytes read as
+    one uint16 (in the machine's byte order, as the lookup reads them): 128 KB."""
+    pairs = np.arange(65536, dtype=np.uint16).view(np.uint8)
+    return _code_table(scale, zero, out_scale, out_zero)[pairs].view(np.uint16)
