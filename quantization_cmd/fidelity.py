@@ -199,8 +199,10 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
     the config kept float, with its float value (blobs that TNN's runtime fuses away, such as
     a convolution's output before a fused Add, do not exist in the int8 run and are not
     listed). `activation_bits` simulates blobs below 8 bits. Float layers are marked."""
-    float_run, int8_run = Interpreter(float_net), Interpreter(int8_net, activation_bits=activation_bits,
-                                                                    check_finite=False)
+    # the float run checks its outputs, not every layer's (the calibration pass did, on these
+    # inputs as a rule); a non-finite output runs the part again to name the layer
+    float_run = Interpreter(float_net, check_finite=False)
+    int8_run = Interpreter(int8_net, activation_bits=activation_bits, check_finite=False)
     runtime_layers = int8_run.net.layers
     producers = {blob: layer for layer in runtime_layers for blob in layer.outputs}
     kept_float = set(float_layers)
@@ -235,6 +237,8 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
                 part_errors[blob].add(reference.pop(blob), value)
 
         expected = float_run.forward(part, hook=keep)
+        if not all(np.isfinite(v).all() for v in expected.values()):
+            Interpreter(float_net).forward(part, hook=lambda *_: None)  # checks every layer: raises
         return part_errors, expected, int8_run.forward(part, hook=compare, codes=True)
 
     for done, batch in enumerate(batches, 1):

@@ -245,6 +245,22 @@ def test_the_checks_sums_from_int8_codes_are_those_of_the_dequantized_values(sha
     assert err.max_abs == float(np.abs(f - d).max()) and err.nonfinite == 0
 
 
+def test_a_float_model_going_infinite_in_the_check_names_the_layer():
+    """The check's float run tests only its outputs; one that is not finite runs the part
+    again to name the first layer, as every other forward does."""
+    from kernels import KernelError
+    from quantization_cmd.api import quantize as quantize_net
+    from quantization_cmd.fidelity import measure
+
+    net = tnnformat.load(DATA / "digits.tnnproto", DATA / "digits.tnnmodel")
+    name, shape = next(iter(net.inputs.items()))
+    x = np.random.default_rng(0).uniform(0, 1, (4,) + tuple(shape[1:])).astype(np.float32)
+    int8 = quantize_net(net, [{name: x}]).net
+    assert measure(net, int8, [{name: x}]).samples == 4
+    with pytest.raises(KernelError, match="layer '.*' .*produced NaN or infinite"):
+        measure(net, int8, [{name: x * np.float32(3e38)}])
+
+
 def test_the_two_input_passes_have_distinct_labels(tmp_path):
     folder = calibration(tmp_path)
     result = quantize(model_args() + ["-i", folder, "--eval_path", folder] + PREP, tmp_path)
