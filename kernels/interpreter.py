@@ -17,7 +17,7 @@ quantized or an int8 kernel produces it.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Callable, Dict, Iterable, List, Optional, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 import numpy as np
 
@@ -229,13 +229,22 @@ class Interpreter:
         results = map_batch_parts(lambda part: self._forward(part, None, keep, each=False), blobs)
         return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
 
-    def _forward(self, blobs: Dict[str, Value], hook: Optional[Hook], keep: Iterable[str],
-                 each: bool, codes: bool = False) -> Dict[str, np.ndarray]:
-        """One pass; `each`: check every layer's float results for NaN/inf (if check_finite)."""
-        wanted = set(self.net.outputs) | set(keep)
-        if hook is not None:
-            for name, value in blobs.items():
-                hook(None, name, value)
+    def steps(self, inputs: Dict[str, np.ndarray], codes: bool = False) -> Iterator[Tuple[Optional[Layer], str, Value]]:
+        """The forward one blob at a time, as a generator of what `forward`'s hook would get:
+        (None, name, value) for each input, then (layer, blob, value) as layers run; int8
+        blobs dequantized unless `codes`. A caller can run two models side by side, each
+        blob of one compared while the other's is fresh (the int8 check). No batch split and
+        no finiteness check; the caller sets numpy's error state around it."""
+        blobs = self._check_inputs(inputs)
+        for layer, blob, value in self._steps(blobs, set(self.net.outputs), each=False):
+            yield layer, blob, value if codes else self._float(value)
+
+    def _steps(self, blobs: Dict[str, Value], wanted: Set[str], each: bool
+               ) -> Iterator[Tuple[Optional[Layer], str, Value]]:
+        """One pass, blob by blob; `blobs` ends up holding the `wanted` ones. `each`: check
+        every layer's float results for NaN/inf (if check_finite)."""
+        for name, value in list(blobs.items()):
+            yield None, name, value
         concatenations: Dict[str, np.ndarray] = {}  # assembled in place (see _concat_plan)
         for index, layer in enumerate(self.net.layers):
             try:
@@ -259,14 +268,21 @@ class Interpreter:
                 self._check_finite(layer, outputs)
             for blob, value in zip(layer.outputs, outputs):
                 blobs[blob] = value
-                if hook is not None:
-                    hook(layer, blob, value if codes else self._float(value))
+                yield layer, blob, value
             for blob in set(layer.inputs) | set(layer.outputs):
                 if self.last_use.get(blob, -1) <= index and blob not in wanted:
                     blobs.pop(blob, None)
         missing = sorted(b for b in wanted if b not in blobs)
         if missing:
             raise KernelError(f"blob '{missing[0]}' is never produced")
+
+    def _forward(self, blobs: Dict[str, Value], hook: Optional[Hook], keep: Iterable[str],
+                 each: bool, codes: bool = False) -> Dict[str, np.ndarray]:
+        """One pass; `each`: check every layer's float results for NaN/inf (if check_finite)."""
+        wanted = set(self.net.outputs) | set(keep)
+        for layer, blob, value in self._steps(blobs, wanted, each):
+            if hook is not None:
+                hook(layer, blob, value if codes else self._float(value))
         order = list(self.net.outputs) + sorted(wanted - set(self.net.outputs))
         return {name: self._float(blobs[name]) for name in order}
 

@@ -14,7 +14,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from kernels import Interpreter
+from kernels import Interpreter, KernelError
 from kernels.int8 import Int8Blob
 from kernels.threads import map_batch_parts
 from tnnformat import Net
@@ -224,22 +224,37 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
     split = float_run.batch_independent() and int8_run.batch_independent()
 
     def compare_part(part: Dict[str, np.ndarray]):
-        """Both runs on some samples: the blob errors over them and both models' outputs."""
+        """Both runs on some samples, side by side: the float run goes ahead only as far as
+        the int8 run's next compared blob, so each float blob is compared while it is fresh
+        in cache and dropped at once. The blob errors over the samples and both models' outputs."""
         part_errors = {b: BlobError(b, e.layer) for b, e in errors.items()}
         reference: Dict[str, np.ndarray] = {}
+        expected: Dict[str, np.ndarray] = {}
+        float_steps = float_run.steps(part)
 
-        def keep(layer, blob: str, value: np.ndarray) -> None:
-            if blob in part_errors:
-                reference[blob] = value
+        def advance(until: Optional[str]) -> None:
+            for _, blob, value in float_steps:
+                if blob in outputs:
+                    expected[blob] = value
+                if blob in part_errors:
+                    reference[blob] = value
+                if blob == until:
+                    return
+            if until is not None:
+                raise KernelError(f"the float model never produces blob '{until}', which the int8 model does")
 
-        def compare(layer, blob: str, value: np.ndarray) -> None:
+        def compare(layer, blob: str, value) -> None:
             if blob in part_errors:
+                if blob not in reference:
+                    advance(blob)
                 part_errors[blob].add(reference.pop(blob), value)
 
-        expected = float_run.forward(part, hook=keep)
+        with np.errstate(all="ignore"):
+            got = int8_run.forward(part, hook=compare, codes=True)
+            advance(None)
         if not all(np.isfinite(v).all() for v in expected.values()):
             Interpreter(float_net).forward(part, hook=lambda *_: None)  # checks every layer: raises
-        return part_errors, expected, int8_run.forward(part, hook=compare, codes=True)
+        return part_errors, expected, got
 
     for done, batch in enumerate(batches, 1):
         parts = map_batch_parts(compare_part, batch, PIECES) if split else [compare_part(batch)]
