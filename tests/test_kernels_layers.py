@@ -100,7 +100,7 @@ def test_convolution(case):
     ((2, 5, 9, 11), (3, 3), (1, 1), (1, 1)), ((1, 7, 10, 13), (3, 3), (2, 2), (1, 1)),
     ((3, 4, 17, 12), (5, 3), (2, 1), (2, 3)), ((1, 3, 6, 6), (1, 1), (1, 1), (1, 1)),
     ((1, 2, 9, 9), (3, 3), (3, 3), (1, 1)), ((2, 300, 61, 60), (3, 3), (2, 2), (1, 1))])  # the last: many blocks
-@pytest.mark.parametrize("pads", [(0, 0, 0, 0), (1, 2, 0, 1), (-1, 1, 0, -2)])
+@pytest.mark.parametrize("pads", [(0, 0, 0, 0), (1, 2, 0, 1), (3, 0, 2, 4), (-1, 1, 0, -2)])
 def test_depthwise_gives_the_sums_over_whole_tensors_bit_for_bit(shape, kernel, stride, dilation, pads):
     """Both layouts, stride phases, the wide grid and cache-sized blocks change no bit: the same
     products added in the same order as one multiply-add per kernel offset over whole tensors."""
@@ -117,7 +117,9 @@ def test_depthwise_gives_the_sums_over_whole_tensors_bit_for_bit(shape, kernel, 
             patch = x[:, :, i * dh:i * dh + sh * (out[0] - 1) + 1:sh, j * dw:j * dw + sw * (out[1] - 1) + 1:sw]
             term = patch * filt[None, :, i, j, None, None]
             expected = term if expected is None else expected + term
-    assert np.array_equal(_depthwise_planes(x, filt, out, stride, dilation), expected)
+    assert np.array_equal(_depthwise_planes(x, filt, (0, 0, 0, 0), out, stride, dilation), expected)
+    if min(pads) >= 0:  # the padding as the phases' own zeros (negative pads are cropped first)
+        assert np.array_equal(_depthwise_planes(unpadded, filt, pads, out, stride, dilation), expected)
     assert np.array_equal(_depthwise_channels_last(unpadded, filt, pads, out, stride, dilation), expected)
 
 
