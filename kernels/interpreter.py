@@ -39,7 +39,8 @@ class Interpreter:
 
     `forward(inputs, hook=...)` calls `hook(layer, blob, value)` for every network input
     (layer None) and every blob a layer produces, in execution order, as TNN's forward
-    callback does; int8 blobs are shown dequantized. Blobs are released after their last
+    callback does; int8 blobs are shown dequantized. `steps(inputs)` yields the same as a
+    generator, so that two models can run side by side. Blobs are released after their last
     reader unless listed in `keep`. `activation_bits` (blob name -> bits) narrows the int8
     codes of those blobs, see the module docstring; blob names are those of the runtime graph.
     With `check_finite` (the default), NaN or infinity in a result is a KernelError naming the
