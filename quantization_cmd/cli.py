@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import click
 from click.core import ParameterSource
@@ -28,8 +28,6 @@ from .inputs import SUFFIXES, list_input_files
 #: --best compares its candidate granularities on this many calibration files (at most a third,
 #: spread over the list), left out of the candidates' calibration.
 BEST_CHECK_SAMPLES = 32
-#: The comparison holds a batch's float blobs while the int8 model runs: small batches, small memory.
-COMPARE_BATCH = 4
 MERGE_TYPES = {0: "per-channel: blobs and weights per channel",
                1: "mix: weights per channel, blobs per tensor",
                2: "per-tensor: blobs and weights per tensor"}
@@ -96,17 +94,18 @@ def input_items(values: Sequence[str], inputs: Dict[str, tuple], flag: str) -> L
     return [{name: files[name][k] for name in inputs} for k in range(next(iter(counts.values())))]
 
 
-def model_batches(net) -> Tuple[int, int]:
-    """Samples per forward pass for calibration and for the int8 check: 1 (said once) for a
+def model_batch(net) -> int:
+    """Samples per forward pass, for calibration and the int8 check alike (the check runs the
+    two models side by side, so its memory does not grow with the batch): 1 (said once) for a
     model whose shapes do not follow the batch."""
     from kernels.shapes import batch_mismatch
 
     mismatch = batch_mismatch(net)
     if mismatch is None:
-        return BATCH, COMPARE_BATCH
+        return BATCH
     click.echo(f"note: the model's shapes do not follow the batch ({mismatch}); running one sample "
                "at a time", err=True)
-    return 1, 1
+    return 1
 
 
 def usable_samples(values: Sequence[str], inputs: Dict[str, tuple], prep, flag: str, size: int,
@@ -274,18 +273,18 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
                           weight_bits, blob_bits, range_method, range_param)
     _, _, prepared_table, _ = prepare(net, config, load_table)  # they fit the model, before any data is read
     inputs, prep = model_inputs(net, reverse_channel, bias, scale)
-    batch, compare_batch = model_batches(net)
+    batch = model_batch(net)
     samples = usable_samples(input_path, inputs, prep, "'-i' / '--input_path'", batch, "calibration") \
         if input_path else None
     check_source = None
     if not skip_fidelity:
         if eval_path:
-            check_source = usable_samples(eval_path, inputs, prep, "'--eval_path'", compare_batch, "held-out")
+            check_source = usable_samples(eval_path, inputs, prep, "'--eval_path'", batch, "held-out")
         elif samples is not None:
-            check_source = samples.rebatched(compare_batch)
+            check_source = samples.rebatched(batch)
         else:
             raise click.UsageError("with --load_table and no -i, give --eval_path or --skip_fidelity")
-    table_source = check_source.first(check_samples, compare_batch) \
+    table_source = check_source.first(check_samples, batch) \
         if check_source is not None and check_samples is not None else check_source
     source_label = f"held-out inputs in {', '.join(eval_path)}" if eval_path else "the calibration inputs"
     accuracy_source, labels = None, None
@@ -304,10 +303,10 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
                 return build_config(blob_method, weight_method, merge, config_file, float_layers, weight_bits,
                                     blob_bits, range_method, range_param)
 
-            check, rest = samples.split(min(BEST_CHECK_SAMPLES, len(samples.items) // 3), compare_batch)
+            check, rest = samples.split(min(BEST_CHECK_SAMPLES, len(samples.items) // 3), batch)
             held_out = rest.count > 0 and check.count > 0
             if not held_out:  # too few samples to leave some out: judged on what they were fitted to
-                check, rest = samples.first(BEST_CHECK_SAMPLES, compare_batch), samples
+                check, rest = samples.first(BEST_CHECK_SAMPLES, batch), samples
             choice = choose_config(net, rest.rebatched(batch), {m: candidate(m) for m in BEST_MERGE_TYPES},
                                    check, on_event=events, jobs=runner)
             merge_type, config = choice.chosen, candidate(choice.chosen)

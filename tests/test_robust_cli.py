@@ -284,7 +284,7 @@ def test_a_bug_is_one_line_too(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise AttributeError("'NoneType' object has no attribute 'shape'")
 
-    monkeypatch.setattr(cli, "model_batches", broken)
+    monkeypatch.setattr(cli, "model_batch", broken)
     result = CliRunner().invoke(cli.main, model_args() + ["-i", str(calibration(tmp_path))] + PREP)
     assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
     assert "unexpected AttributeError" in result.output and "please report it" in result.output
