@@ -225,8 +225,9 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
 
     def compare_part(part: Dict[str, np.ndarray]):
         """Both runs on some samples, side by side: the float run goes ahead only as far as
-        the int8 run's next compared blob, so each float blob is compared while it is fresh
-        in cache and dropped at once. The blob errors over the samples and both models' outputs."""
+        the int8 run's next compared blob, and each float blob is dropped once compared, so a
+        few blobs are held at a time, not the whole float run's. The blob errors over the
+        samples and both models' outputs."""
         part_errors = {b: BlobError(b, e.layer) for b, e in errors.items()}
         reference: Dict[str, np.ndarray] = {}
         expected: Dict[str, np.ndarray] = {}
