@@ -233,9 +233,9 @@ class Interpreter:
     def steps(self, inputs: Dict[str, np.ndarray], codes: bool = False) -> Iterator[Tuple[Optional[Layer], str, Value]]:
         """The forward one blob at a time, as a generator of what `forward`'s hook would get:
         (None, name, value) for each input, then (layer, blob, value) as layers run; int8
-        blobs dequantized unless `codes`. A caller can run two models side by side, each
-        blob of one compared while the other's is fresh (the int8 check). No batch split and
-        no finiteness check; the caller sets numpy's error state around it."""
+        blobs dequantized unless `codes`. A caller can run two models side by side and drop
+        each blob once it is used (the int8 check holds a few blobs, not a whole run's). No
+        batch split and no finiteness check; the caller sets numpy's error state around it."""
         blobs = self._check_inputs(inputs)
         for layer, blob, value in self._steps(blobs, set(self.net.outputs), each=False):
             yield layer, blob, value if codes else self._float(value)

@@ -281,7 +281,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
         if eval_path:
             check_source = usable_samples(eval_path, inputs, prep, "'--eval_path'", batch, "held-out")
         elif samples is not None:
-            check_source = samples.rebatched(batch)
+            check_source = samples
         else:
             raise click.UsageError("with --load_table and no -i, give --eval_path or --skip_fidelity")
     table_source = check_source.first(check_samples, batch) \
@@ -290,7 +290,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
     accuracy_source, labels = None, None
     if accuracy.wanted:
         if check_source is not None:
-            accuracy_source = check_source.rebatched(batch)
+            accuracy_source = check_source
         else:
             accuracy_source = usable_samples(eval_path, inputs, prep, "'--eval_path'", batch, "held-out") \
                 if eval_path else samples
@@ -307,7 +307,7 @@ def main(proto, model, input_path, blob_method, weight_method, reverse_channel, 
             held_out = rest.count > 0 and check.count > 0
             if not held_out:  # too few samples to leave some out: judged on what they were fitted to
                 check, rest = samples.first(BEST_CHECK_SAMPLES, batch), samples
-            choice = choose_config(net, rest.rebatched(batch), {m: candidate(m) for m in BEST_MERGE_TYPES},
+            choice = choose_config(net, rest, {m: candidate(m) for m in BEST_MERGE_TYPES},
                                    check, on_event=events, jobs=runner)
             merge_type, config = choice.chosen, candidate(choice.chosen)
             events.close()
