@@ -297,12 +297,14 @@ MEASURE = Work(_shard_setup, _measure_shard)
 def measure_sharded(float_net: Net, int8_net: Net, samples: SampleSource,
                     activation_bits: Optional[Dict[str, int]] = None, float_layers: Sequence[str] = (),
                     emit: Listener = ignore, runner: Runner = LOCAL) -> Fidelity:
-    """`measure` in shards of the data (here or on the runner's workers), merged in order:
-    the same sums in the same order wherever the shards ran."""
+    """`measure` in shards of the data (here, one shard per core at once, or on the runner's
+    workers), merged in order: the same sums in the same order wherever the shards ran. Here,
+    shards in threads leave no core waiting for the other at each batch's end (as the batch's
+    halves did): SqueezeNet's check on 100 images 2.33-2.38 -> 2.16-2.25 s."""
     job: FidelityJob = (float_net, int8_net, activation_bits, tuple(float_layers), samples.one_at_a_time)
     total: Optional[Fidelity] = None
     for part in data_pass(samples, runner, MEASURE, job,
                           lambda first, batches: measure(float_net, int8_net, batches, activation_bits, float_layers),
-                          emit, "comparing int8 with float"):
+                          emit, "comparing int8 with float", threads=True):
         total = part if total is None else total.merge(part)
     return total
