@@ -105,22 +105,24 @@ def _pieces(f: np.ndarray, q: Union[np.ndarray, Int8Blob]) -> Iterator[np.ndarra
     if channels > 1:
         width = codes.size // max(codes.shape[0] * channels, 1)
         rows, step = codes.reshape(-1, width), max(1, CHUNK // width)
+        # rows are (sample, channel): a piece's from channel c on are rows c... of this pattern
+        which = np.arange(min(step, len(rows)) + channels) % channels
+        scales, zeros = scale[which, None], zero[which, None].astype(np.float32)
     else:
         rows, step, width = codes.reshape(-1), CHUNK, 1
+        scales, zeros = scale, zero.astype(np.float32)
+    shifted = bool(zeros.any())
     for start in range(0, len(rows), step):  # rows of a per-channel blob, values of a per-tensor one
         part = rows[start:start + step]
         piece = _working(part.size)
         values = piece[1, :part.size].reshape(part.shape)
         np.copyto(values, part, casting="unsafe")
-        if channels > 1:
-            which = np.arange(start, start + len(part)) % channels  # rows are (sample, channel)
-            row_zero, row_scale = zero[which, None], scale[which, None]
-        else:
-            row_zero, row_scale = zero, scale
-        if row_zero.any():
-            values -= row_zero.astype(np.float32)
-        values *= row_scale
+        rows_of = slice(None) if channels == 1 else slice(start % channels, start % channels + len(part))
+        if shifted:
+            values -= zeros[rows_of]
+        values *= scales[rows_of]
         yield _with_float(piece, floats[start * width:start * width + part.size])
+
 
 
 def _working(size: int) -> np.ndarray:
