@@ -342,3 +342,75 @@ def test_the_check_holds_a_few_float_blobs_at_a_time_not_the_whole_forward():
     assert peak < 0.7 * compared, (peak / 2**20, compared / 2**20)  # was 1.04x; now about 0.5x: the first layers' arrays
     assert [(e.fq, e.ff, e.qq, e.ee, e.max_abs) for e in result.blobs] == \
         [(e.fq, e.ff, e.qq, e.ee, e.max_abs) for e in again.blobs]
+
+
+@pytest.mark.parametrize("flags, copies", [("b0_w0_t0", 8), ("b2_w1_t0", 6), ("b0_w0_t2", 0)])
+def test_concatenations_that_copy_their_inputs_take_their_inputs_sums(monkeypatch, flags, copies):
+    """An int8 concatenation whose values are its inputs' (codes copied under the same
+    per-channel scales: all 8 in TNN's own MIN_MAX per-channel SqueezeNet file, 6 in its KL one)
+    gets its inputs' sums instead of comparing its values again; the table is that of comparing
+    them, within the float32 block sums' rounding (1e-9 here). A concatenation that requantizes
+    (per tensor), or whose scales differ in one channel, is compared itself."""
+    import quantization_cmd.fidelity as fidelity
+
+    folder = shared_path("tnn-reference", "squeezenet1.1")
+    net = tnnformat.load(folder / "squeezenet1.1.tnnproto", folder / "squeezenet1.1.tnnmodel")
+    int8 = tnnformat.load(folder / f"{flags}.quantized.tnnproto", folder / f"{flags}.quantized.tnnmodel")
+    run = Interpreter(int8)
+    everything = {b for layer in run.net.layers for b in layer.outputs}
+    found = fidelity.copied_concatenations(run, everything)
+    assert len(found) == copies
+    x = {"data_0": np.random.default_rng(1).uniform(-100, 100, (3, 3, 224, 224)).astype(np.float32)}
+    assert_sums_as_compared(monkeypatch, net, int8, x)
+    for index, layer in enumerate(run.net.layers):
+        if layer.outputs[0] in found:
+            ins, (out,) = run.scales[index]
+            changed = tnnformat.BlobScale(out.scale.copy(), out.zero_point.copy())
+            changed.scale[-1] *= 2
+            run.scales[index] = (ins, [changed])
+            assert layer.outputs[0] not in fidelity.copied_concatenations(run, everything)
+            break
+
+
+@pytest.mark.parametrize("override, copies", [
+    ({}, 8),
+    ({"layers": ("fire3/expand3x3_1",), "float_layers": True}, 7),  # its input is quantized at the concat
+    ({"blobs": ("fire5/concat_1",), "activations": {"bits": 6}}, 7),  # narrower codes than its inputs'
+])
+def test_a_concatenation_of_a_float_layer_or_narrower_codes_is_compared_itself(monkeypatch, override, copies):
+    """Our own -b 0 -t 0 SqueezeNet on four real images: the concatenations copy their inputs,
+    except where an input is a float layer's value (the concatenation quantizes it) or its own
+    bits are fewer. (On random inputs some channels stay zero, and a zero channel's scale in a
+    concatenation need not be its input's: then it is compared itself too.)"""
+    from PIL import Image
+
+    from quantization_cmd.api import quantize as quantize_net
+    from quantization_cmd.config import Override, from_tnn_flags
+    from quantization_cmd.fidelity import copied_concatenations
+
+    folder = shared_path("tnn-reference", "squeezenet1.1")
+    net = tnnformat.load(folder / "squeezenet1.1.tnnproto", folder / "squeezenet1.1.tnnmodel")
+    files = sorted(shared_path("data", "imagenet-calib-100").glob("*.png"))[:4]
+    bgr = np.stack([np.asarray(Image.open(f).convert("RGB"), np.float32)[:, :, ::-1] for f in files])
+    x = {"data_0": np.ascontiguousarray((bgr - np.float32([104, 117, 123])).transpose(0, 3, 1, 2))}
+    config = from_tnn_flags(0, 0, 0)
+    if override:
+        config = config.with_overrides(Override(**override))
+    result = quantize_net(net, [x], config)
+    bits = result.activation_bits
+    run = Interpreter(result.net, activation_bits=bits)
+    assert len(copied_concatenations(run, {b for layer in run.net.layers for b in layer.outputs})) == copies
+    assert_sums_as_compared(monkeypatch, result.float_net, result.net, x, bits, result.plan.float_layers)
+
+
+def assert_sums_as_compared(monkeypatch, net, int8, x, *args) -> None:
+    """The check's sums as they are, and with every blob compared itself, agree."""
+    import quantization_cmd.fidelity as fidelity
+
+    derived = fidelity.measure(net, int8, [x], *args)
+    with monkeypatch.context() as patch:
+        patch.setattr(fidelity, "copied_concatenations", lambda run, compared: {})
+        direct = fidelity.measure(net, int8, [x], *args)
+    for a, b in zip(derived.blobs, direct.blobs):
+        assert a.name == b.name and a.max_abs == b.max_abs, (a, b)
+        assert (a.ff, a.qq, a.ee, a.fq) == pytest.approx((b.ff, b.qq, b.ee, b.fq), rel=1e-8), a.name
