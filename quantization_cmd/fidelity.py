@@ -201,40 +201,74 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
     the config kept float, with its float value (blobs that TNN's runtime fuses away, such as
     a convolution's output before a fused Add, do not exist in the int8 run and are not
     listed). `activation_bits` simulates blobs below 8 bits. Float layers are marked."""
-    # the float run checks its outputs, not every layer's (the calibration pass did, on these
-    # inputs as a rule); a non-finite output runs the part again to name the layer
-    float_run = Interpreter(float_net, check_finite=False)
-    int8_run = Interpreter(int8_net, activation_bits=activation_bits, check_finite=False)
-    runtime_layers = int8_run.net.layers
-    producers = {blob: layer for layer in runtime_layers for blob in layer.outputs}
-    kept_float = set(float_layers)
-    compared = [blob for layer in runtime_layers if layer.quantized or layer.name in kept_float
-                for blob in layer.outputs]
-    compared = [b for b in dict.fromkeys(compared) if b not in int8_net.outputs]
+    return Comparison(float_net, int8_net, activation_bits, float_layers).measure(batches, emit)
 
-    def label(blob: str) -> str:
-        name = producers[blob].name
-        return name + FLOAT_MARK if name in kept_float else name
 
-    errors = {b: BlobError(b, label(b)) for b in compared}
-    copies = copied_concatenations(int8_run, set(compared))
-    outputs = {b: BlobError(b, producers[b].name if b in producers else "") for b in int8_net.outputs}
-    measures: Dict[str, OutputMeasure] = {}
-    samples = 0
-    task = "comparing int8 with float"
-    total = getattr(batches, "batches", None)
-    emit(Progress(task, 0, total))
-    split = float_run.batch_independent() and int8_run.batch_independent()
+class Comparison:
+    """The two models made ready once for `measure` (their interpreters, hence their
+    prepared weights, and which blobs are compared and how), shared by the threads that
+    measure shards here and made once per worker elsewhere: two shards at once must not hold
+    two copies of ResNet50's prepared weights."""
 
-    def compare_part(part: Dict[str, np.ndarray]):
+    def __init__(self, float_net: Net, int8_net: Net, activation_bits: Optional[Dict[str, int]] = None,
+                 float_layers: Sequence[str] = ()):
+        # the float run checks its outputs, not every layer's (the calibration pass did, on these
+        # inputs as a rule); a non-finite output runs the part again to name the layer
+        self.float_net, self.outputs = float_net, list(int8_net.outputs)
+        self.float_run = Interpreter(float_net, check_finite=False)
+        self.int8_run = Interpreter(int8_net, activation_bits=activation_bits, check_finite=False)
+        runtime_layers = self.int8_run.net.layers
+        producers = {blob: layer for layer in runtime_layers for blob in layer.outputs}
+        kept_float = set(float_layers)
+        compared = [blob for layer in runtime_layers if layer.quantized or layer.name in kept_float
+                    for blob in layer.outputs]
+        compared = [b for b in dict.fromkeys(compared) if b not in int8_net.outputs]
+        self.labels = {b: producers[b].name + (FLOAT_MARK if producers[b].name in kept_float else "")
+                       for b in compared}
+        self.output_labels = {b: producers[b].name if b in producers else "" for b in int8_net.outputs}
+        self.copies = copied_concatenations(self.int8_run, set(compared))
+        self.split = self.float_run.batch_independent() and self.int8_run.batch_independent()
+
+    def measure(self, batches: Iterable[Dict[str, np.ndarray]], emit: Listener = ignore) -> Fidelity:
+        """The blob errors and output measures over `batches` (see `measure`)."""
+        errors = {b: BlobError(b, label) for b, label in self.labels.items()}
+        outputs = {b: BlobError(b, label) for b, label in self.output_labels.items()}
+        measures: Dict[str, OutputMeasure] = {}
+        samples = 0
+        task = "comparing int8 with float"
+        total = getattr(batches, "batches", None)
+        emit(Progress(task, 0, total))
+        for done, batch in enumerate(batches, 1):
+            parts = map_batch_parts(self.compare_part, batch, PIECES) if self.split else [self.compare_part(batch)]
+            for part_errors, _, _ in parts:
+                for blob, err in part_errors.items():
+                    errors[blob] = errors[blob].merge(err)
+            expected = {name: np.concatenate([p[1][name] for p in parts]) for name in outputs}
+            got = {name: np.concatenate([p[2][name] for p in parts]) for name in outputs}
+            if done == 1:
+                measures = {name: m for name in outputs if (m := measure_for(expected[name])) is not None}
+            for name, err in outputs.items():
+                err.add(expected[name], got[name])
+                if name in measures:
+                    measures[name].add(expected[name], got[name])
+            samples += next(iter(batch.values())).shape[0]
+            emit(Progress(task, done, total))
+        emit(TaskDone(task))
+        result = Fidelity(list(errors.values()), list(outputs.values()), samples, measures=measures)
+        first = measures.get(self.outputs[0])
+        result.top1_agree = first.agree if isinstance(first, ClassAgreement) else None
+        return result
+
+    def compare_part(self, part: Dict[str, np.ndarray]):
         """Both runs on some samples, side by side: the float run goes ahead only as far as
         the int8 run's next compared blob, and each float blob is dropped once compared, so a
         few blobs are held at a time, not the whole float run's. The blob errors over the
         samples and both models' outputs."""
-        part_errors = {b: BlobError(b, e.layer) for b, e in errors.items()}
+        part_errors = {b: BlobError(b, label) for b, label in self.labels.items()}
+        copies, outputs = self.copies, self.output_labels
         reference: Dict[str, np.ndarray] = {}
         expected: Dict[str, np.ndarray] = {}
-        float_steps = float_run.steps(part)
+        float_steps = self.float_run.steps(part)
 
         def advance(until: Optional[str]) -> None:
             for _, blob, value in float_steps:
@@ -249,40 +283,19 @@ def measure(float_net: Net, int8_net: Net, batches: Iterable[Dict[str, np.ndarra
 
         def compare(layer, blob: str, value) -> None:
             if blob in copies:
-                for part in copies[blob]:
-                    part_errors[blob] = part_errors[blob].merge(part_errors[part])
+                for source in copies[blob]:
+                    part_errors[blob] = part_errors[blob].merge(part_errors[source])
             elif blob in part_errors:
                 if blob not in reference:
                     advance(blob)
                 part_errors[blob].add(reference.pop(blob), value)
 
         with np.errstate(all="ignore"):
-            got = int8_run.forward(part, hook=compare, codes=True)
+            got = self.int8_run.forward(part, hook=compare, codes=True)
             advance(None)
         if not all(np.isfinite(v).all() for v in expected.values()):
-            Interpreter(float_net).forward(part, hook=lambda *_: None)  # checks every layer: raises
+            Interpreter(self.float_net).forward(part, hook=lambda *_: None)  # checks every layer: raises
         return part_errors, expected, got
-
-    for done, batch in enumerate(batches, 1):
-        parts = map_batch_parts(compare_part, batch, PIECES) if split else [compare_part(batch)]
-        for part_errors, _, _ in parts:
-            for blob, err in part_errors.items():
-                errors[blob] = errors[blob].merge(err)
-        expected = {name: np.concatenate([p[1][name] for p in parts]) for name in outputs}
-        got = {name: np.concatenate([p[2][name] for p in parts]) for name in outputs}
-        if done == 1:
-            measures = {name: m for name in outputs if (m := measure_for(expected[name])) is not None}
-        for name, err in outputs.items():
-            err.add(expected[name], got[name])
-            if name in measures:
-                measures[name].add(expected[name], got[name])
-        samples += next(iter(batch.values())).shape[0]
-        emit(Progress(task, done, total))
-    emit(TaskDone(task))
-    result = Fidelity(list(errors.values()), list(outputs.values()), samples, measures=measures)
-    first = measures.get(int8_net.outputs[0])
-    result.top1_agree = first.agree if isinstance(first, ClassAgreement) else None
-    return result
 
 
 def copied_concatenations(run: Interpreter, compared: Set[str]) -> Dict[str, List[str]]:
@@ -319,13 +332,14 @@ def _per_channel(scale: BlobScale, channels: int) -> np.ndarray:
 FidelityJob = Tuple[Net, Net, Optional[Dict[str, int]], Sequence[str], bool]
 
 
-def _shard_setup(shared: FidelityJob) -> FidelityJob:
-    return shared
+def _shard_setup(shared: FidelityJob) -> Tuple[Comparison, bool]:
+    float_net, int8_net, bits, float_layers, one_at_a_time = shared
+    return Comparison(float_net, int8_net, bits, float_layers), one_at_a_time
 
 
-def _measure_shard(job: FidelityJob, shard: Shard) -> Fidelity:
-    float_net, int8_net, bits, float_layers, one_at_a_time = job
-    return measure(float_net, int8_net, SampleSource(shard.samples, float_net, one_at_a_time), bits, float_layers)
+def _measure_shard(context: Tuple[Comparison, bool], shard: Shard) -> Fidelity:
+    comparison, one_at_a_time = context
+    return comparison.measure(SampleSource(shard.samples, comparison.float_net, one_at_a_time))
 
 
 MEASURE = Work(_shard_setup, _measure_shard)
@@ -339,9 +353,17 @@ def measure_sharded(float_net: Net, int8_net: Net, samples: SampleSource,
     shards in threads leave no core waiting for the other at each batch's end (as the batch's
     halves did): SqueezeNet's check on 100 images 2.33-2.38 -> 2.16-2.25 s."""
     job: FidelityJob = (float_net, int8_net, activation_bits, tuple(float_layers), samples.one_at_a_time)
+    here: List[Comparison] = []  # made by the first shard that runs here, for all of them
+    lock = threading.Lock()
+
+    def measure_here(first: int, batches) -> Fidelity:
+        with lock:
+            if not here:
+                here.append(Comparison(float_net, int8_net, activation_bits, float_layers))
+        return here[0].measure(batches)
+
     total: Optional[Fidelity] = None
-    for part in data_pass(samples, runner, MEASURE, job,
-                          lambda first, batches: measure(float_net, int8_net, batches, activation_bits, float_layers),
-                          emit, "comparing int8 with float", threads=True):
+    for part in data_pass(samples, runner, MEASURE, job, measure_here, emit, "comparing int8 with float",
+                          threads=True):
         total = part if total is None else total.merge(part)
     return total
