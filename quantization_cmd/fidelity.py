@@ -353,7 +353,9 @@ def measure_sharded(float_net: Net, int8_net: Net, samples: SampleSource,
     shards in threads leave no core waiting for the other at each batch's end (as the batch's
     halves did): SqueezeNet's check on 100 images 2.33-2.38 -> 2.16-2.25 s."""
     job: FidelityJob = (float_net, int8_net, activation_bits, tuple(float_layers), samples.one_at_a_time)
-    here: List[Comparison] = []  # made by the first shard that runs here, for all of them
+    # shards run here share one Comparison: made now for a local runner, else by the first
+    # shard a remote runner leaves here (samples it cannot cut)
+    here = [] if runner.remote else [Comparison(float_net, int8_net, activation_bits, float_layers)]
     lock = threading.Lock()
 
     def measure_here(first: int, batches) -> Fidelity:
@@ -362,8 +364,11 @@ def measure_sharded(float_net: Net, int8_net: Net, samples: SampleSource,
                 here.append(Comparison(float_net, int8_net, activation_bits, float_layers))
         return here[0].measure(batches)
 
+    # in threads where a batch splits into parts (each thread then holds one part's blobs, as
+    # the batch's parts did in threads before); a batch that cannot split runs one at a time
+    threads = bool(here) and here[0].split
     total: Optional[Fidelity] = None
     for part in data_pass(samples, runner, MEASURE, job, measure_here, emit, "comparing int8 with float",
-                          threads=True):
+                          threads=threads):
         total = part if total is None else total.merge(part)
     return total
