@@ -124,7 +124,6 @@ def _pieces(f: np.ndarray, q: Union[np.ndarray, Int8Blob]) -> Iterator[np.ndarra
         yield _with_float(piece, floats[start * width:start * width + part.size])
 
 
-
 def _working(size: int) -> np.ndarray:
     """This thread's (3, m) working array for `size` values (m: size rounded up to BLOCK),
     reused from piece to piece and blob to blob; the padding is zeroed."""
@@ -214,7 +213,7 @@ class Comparison:
                  float_layers: Sequence[str] = ()):
         # the float run checks its outputs, not every layer's (the calibration pass did, on these
         # inputs as a rule); a non-finite output runs the part again to name the layer
-        self.float_net, self.outputs = float_net, list(int8_net.outputs)
+        self.float_net = float_net
         self.float_run = Interpreter(float_net, check_finite=False)
         self.int8_run = Interpreter(int8_net, activation_bits=activation_bits, check_finite=False)
         runtime_layers = self.int8_run.net.layers
@@ -255,7 +254,7 @@ class Comparison:
             emit(Progress(task, done, total))
         emit(TaskDone(task))
         result = Fidelity(list(errors.values()), list(outputs.values()), samples, measures=measures)
-        first = measures.get(self.outputs[0])
+        first = measures.get(next(iter(self.output_labels)))
         result.top1_agree = first.agree if isinstance(first, ClassAgreement) else None
         return result
 
@@ -317,16 +316,17 @@ def copied_concatenations(run: Interpreter, compared: Set[str]) -> Dict[str, Lis
                 run.activation_bits.get(blob, 8) < 8 or layer.params["axis"] % len(shapes[blob]) != 1 or \
                 all(s.scale.size == 1 for s in ins + [out]):
             continue
-        joined = np.concatenate([_per_channel(s, shapes[b][1]) for s, b in zip(ins, layer.inputs)], axis=1)
-        if np.array_equal(joined, _per_channel(out, shapes[blob][1])):
+        parts = [_per_channel(s, shapes[b][1]) for s, b in zip(ins + [out], layer.inputs + [blob])]
+        if all(p is not None for p in parts) and np.array_equal(np.concatenate(parts[:-1], axis=1), parts[-1]):
             copies[blob] = list(layer.inputs)
     return copies
 
 
-def _per_channel(scale: BlobScale, channels: int) -> np.ndarray:
-    """(2, channels): the float32 scale and the zero point each channel is dequantized with."""
+def _per_channel(scale: BlobScale, channels: int) -> Optional[np.ndarray]:
+    """(2, channels): the float32 scale and the zero point each channel is dequantized with;
+    None if the scale fits neither one value nor one per channel."""
     values = np.stack([scale.scale.astype(np.float32).reshape(-1), scale.zero_point.astype(np.float32).reshape(-1)])
-    return np.broadcast_to(values, (2, channels)) if values.shape[1] in (1, channels) else np.full((2, channels), np.nan)
+    return np.broadcast_to(values, (2, channels)) if values.shape[1] in (1, channels) else None
 
 
 FidelityJob = Tuple[Net, Net, Optional[Dict[str, int]], Sequence[str], bool]
@@ -353,20 +353,19 @@ def measure_sharded(float_net: Net, int8_net: Net, samples: SampleSource,
     shards in threads leave no core waiting for the other at each batch's end (as the batch's
     halves did): SqueezeNet's check on 100 images 2.33-2.38 -> 2.16-2.25 s."""
     job: FidelityJob = (float_net, int8_net, activation_bits, tuple(float_layers), samples.one_at_a_time)
-    # shards run here share one Comparison: made now for a local runner, else by the first
-    # shard a remote runner leaves here (samples it cannot cut)
-    here = [] if runner.remote else [Comparison(float_net, int8_net, activation_bits, float_layers)]
-    lock = threading.Lock()
+    # shards run here share one Comparison: made now for a local runner, else for the shards a
+    # remote runner leaves here (samples it cannot cut), which then run one at a time
+    here = None if runner.remote else _shard_setup(job)[0]
 
     def measure_here(first: int, batches) -> Fidelity:
-        with lock:
-            if not here:
-                here.append(Comparison(float_net, int8_net, activation_bits, float_layers))
-        return here[0].measure(batches)
+        nonlocal here
+        if here is None:
+            here = _shard_setup(job)[0]
+        return here.measure(batches)
 
     # in threads where a batch splits into parts (each thread then holds one part's blobs, as
     # the batch's parts did in threads before); a batch that cannot split runs one at a time
-    threads = bool(here) and here[0].split
+    threads = here is not None and here.split
     total: Optional[Fidelity] = None
     for part in data_pass(samples, runner, MEASURE, job, measure_here, emit, "comparing int8 with float",
                           threads=threads):
