@@ -11,7 +11,6 @@ random weights). TNN's own CPU reference device takes about 330 ms per SqueezeNe
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import kernels  # noqa: E402
 import tnnformat  # noqa: E402
+from machine import describe  # noqa: E402
 from tnn_as_onnx import random_net, to_onnx  # noqa: E402
 
 TNN_REFERENCE_MS = 330.0
@@ -73,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     import onnxruntime
 
-    print(f"cores: {os.cpu_count()}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
+    print(describe())
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     for label, net, onnx_bytes, int8_net in models():

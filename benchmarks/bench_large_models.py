@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_quantize import IMAGES, timed  # noqa: E402
+from machine import describe  # noqa: E402
 from tnn_as_onnx import check, random_net, to_onnx  # noqa: E402
 
 ORT_CHILD = """
@@ -60,6 +61,7 @@ def main() -> None:
     import onnxruntime
     import tnnformat
 
+    print(describe())
     with tempfile.TemporaryDirectory() as folder:
         images = Path(folder) / "images"
         images.mkdir()

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import List, Tuple
 
+from machine import describe
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "tnn-reference" / "squeezenet1.1" / "squeezenet1.1"
@@ -100,6 +102,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--only", help="rows whose label contains this")
     args = parser.parse_args()
+    print(describe())
     with tempfile.TemporaryDirectory() as folder:
         source = opset13(folder)
         print(f"{'ours / onnxruntime':58s} {'ours, no table':>15s} {'ours + table':>15s} "

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import filecmp
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Sequence
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -99,7 +100,7 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=2000)
     parser.add_argument("--skip_inputs", action="store_true")
     args = parser.parse_args()
-    print(f"load average at the start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(describe())
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         compare_jobs([["-b", "0", "--skip_fidelity"], ["-b", "0"], ["-b", "2", "-w", "1", "--skip_fidelity"]],

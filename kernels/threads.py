@@ -23,7 +23,8 @@ WORKERS = os.cpu_count() or 1
 _lock = threading.RLock()  # re-entrant: a data pass holds it around forwards that may split
 
 
-def _find_openblas() -> Optional[Tuple[Callable[[int], None], Callable[[], int]]]:
+def _openblas() -> Optional[Tuple[ctypes.CDLL, str]]:
+    """numpy's OpenBLAS, loaded in this process, and the name of its thread-count setter."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
@@ -35,11 +36,30 @@ def _find_openblas() -> Optional[Tuple[Callable[[int], None], Callable[[], int]]
         except OSError:
             continue
         for name in SETTERS:
-            getter = name.replace("set_", "get_")
-            if hasattr(lib, name) and hasattr(lib, getter):
-                getattr(lib, getter).restype = ctypes.c_int
-                return getattr(lib, name), getattr(lib, getter)
+            if hasattr(lib, name) and hasattr(lib, name.replace("set_", "get_")):
+                return lib, name
     return None
+
+
+def _find_openblas() -> Optional[Tuple[Callable[[int], None], Callable[[], int]]]:
+    found = _openblas()
+    if found is None:
+        return None
+    lib, name = found
+    getter = getattr(lib, name.replace("set_", "get_"))
+    getter.restype = ctypes.c_int
+    return getattr(lib, name), getter
+
+
+def openblas_kernels() -> Optional[str]:
+    """The kernels numpy's OpenBLAS runs, as OpenBLAS names them (e.g. 'SkylakeX', 'Haswell'),
+    for the benchmarks' headers; None without an OpenBLAS we can reach."""
+    found = _openblas()
+    corename = None if found is None else getattr(found[0], found[1].replace("set_num_threads", "get_corename"), None)
+    if corename is None:
+        return None
+    corename.restype = ctypes.c_char_p
+    return corename().decode()
 
 
 _OPENBLAS = None if WORKERS < 2 else _find_openblas()

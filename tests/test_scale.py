@@ -227,3 +227,15 @@ def test_later_passes_take_the_kept_inputs_and_decode_only_the_rest(monkeypatch)
     sent = pickle.loads(pickle.dumps(head))
     np.testing.assert_array_equal(np.concatenate([batch["input"] for batch in sent]), fresh[:4])
     assert decoded == [] and sent.kept.budget == 0
+
+
+def test_the_openblas_kernels_named_are_the_ones_threadpoolctl_sees():
+    """The benchmarks' headers name the kernels numpy's OpenBLAS runs (an OPENBLAS_CORETYPE
+    in the environment changes them, and with them every figure): the name OpenBLAS itself
+    reports, as threadpoolctl, an independent reader, finds it."""
+    from kernels.threads import openblas_kernels
+
+    threadpoolctl = require("threadpoolctl")
+    blas = [lib for lib in threadpoolctl.threadpool_info() if lib.get("internal_api") == "openblas"]
+    assert blas, "numpy's wheels bundle OpenBLAS; none is loaded"
+    assert openblas_kernels().lower() == blas[0]["architecture"].lower()
