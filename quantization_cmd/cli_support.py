@@ -23,7 +23,7 @@ from tnnformat import Net, TnnFormatError
 from .api import spread_split
 from .config import ConfigError
 from .events import Event, Notice, Progress, TaskDone
-from .inputs import InputFileError, Preprocess, read_input_file, read_npz
+from .inputs import InputFileError, Preprocess, as_model_input, read_decoded, read_npz
 from .pipeline import BATCH
 
 
@@ -177,9 +177,10 @@ ALL_INPUTS = "*"
 #: batch ahead, in the same time).
 DECODERS = 2
 LOOKAHEAD = BATCH
-#: Bytes of decoded calibration inputs kept for the later data passes (SqueezeNet: about 110
-#: images of 224 x 224). A fixed cap, so memory stays flat however many inputs there are.
-KEPT_BYTES = 64 << 20
+#: Bytes of decoded calibration inputs kept for the later data passes: images as their uint8
+#: pixels (SqueezeNet: about 110 images of 224 x 224, as 64 MB of float inputs held before),
+#: tensors as float32. A fixed cap, so memory stays flat however many inputs there are.
+KEPT_BYTES = 16 << 20
 
 
 class KeptArrays:
@@ -251,7 +252,7 @@ class Samples:
         try:
             if ALL_INPUTS in item:
                 return read_npz(item[ALL_INPUTS], self.inputs)
-            arrays = {name: read_input_file(path, self.inputs[name], self.prep) for name, path in item.items()}
+            arrays = {name: read_decoded(path, self.inputs[name], self.prep) for name, path in item.items()}
             counts = {len(a) for a in arrays.values()}
             if len(counts) > 1:
                 raise InputFileError(f"the inputs' files hold different numbers of samples ({sorted(counts)})")
@@ -353,19 +354,34 @@ class Samples:
         return groups + ([taken] if taken else [])
 
     def each_item(self) -> Iterator[Tuple[Item, Dict[str, np.ndarray]]]:
+        """Each usable item with its model inputs."""
         for item, arrays in self._loaded(self.items):
             if arrays is not None:
-                yield item, arrays
+                yield item, self._model_inputs([arrays])
+
+    def _model_inputs(self, decoded: List[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+        """The model inputs of some items' decoded arrays, concatenated: images' pixels
+        preprocessed once for the batch where the batch is all images, else item by item."""
+        inputs = {}
+        for name in self.inputs:
+            parts = [a[name] for a in decoded]
+            if len({p.dtype for p in parts}) == 1:
+                inputs[name] = as_model_input(np.concatenate(parts), self.prep)
+            else:
+                inputs[name] = np.concatenate([as_model_input(p, self.prep) for p in parts])
+        return inputs
 
     def __iter__(self) -> Iterator[Dict[str, np.ndarray]]:
         pending: List[Dict[str, np.ndarray]] = []
-        for _, arrays in self.each_item():
+        for _, arrays in self._loaded(self.items):
+            if arrays is None:
+                continue
             pending.append(arrays)
             if sum(len(next(iter(a.values()))) for a in pending) >= self.size:
-                yield {name: np.concatenate([a[name] for a in pending]) for name in self.inputs}
+                yield self._model_inputs(pending)
                 pending = []
         if pending:
-            yield {name: np.concatenate([a[name] for a in pending]) for name in self.inputs}
+            yield self._model_inputs(pending)
 
 
 class ProgressRenderer:

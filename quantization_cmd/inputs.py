@@ -1,4 +1,5 @@
-"""Calibration inputs: which files a folder offers and how each becomes an NCHW float batch.
+"""Calibration inputs: which files a folder offers and how each becomes an NCHW float batch
+(images through their uint8 pixels, which is what the data passes keep between passes).
 
 Mirrors TNN's tools/common/file_reader.cc: images are decoded with the model's channel count,
 resized to the input's H x W when they differ, optionally reversed to BGR, then
@@ -122,15 +123,46 @@ def _resized(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     return out.reshape(height, width, channels)
 
 
+def read_pixels(path: Path, shape: Sequence[int], max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """One image resized to the input, as a (1, H, W, C) uint8 batch of pixels: what the data
+    passes keep between passes (a quarter of the float input's bytes); `preprocess` makes the
+    model input from it."""
+    _, channels, height, width = shape
+    return _resized(_image_pixels(path, channels, max_pixels), height, width)[None]
+
+
+def _normalize(values: np.ndarray, prep: Preprocess) -> np.ndarray:
+    """values (n, C, ...) float32, in place: (x - bias[c]) * scale[c]."""
+    shape = (values.shape[1],) + (1,) * (values.ndim - 2)
+    values -= np.broadcast_to(np.asarray(prep.bias or (0.0,), np.float32), shape[:1]).reshape(shape)
+    values *= np.broadcast_to(np.asarray(prep.scale or (1.0,), np.float32), shape[:1]).reshape(shape)
+    return values
+
+
+def preprocess(pixels: np.ndarray, prep: Preprocess) -> np.ndarray:
+    """(n, H, W, C) uint8 pixels as the (n, C, H, W) float32 model input: y = (x - bias[c]) *
+    scale[c] after the optional R/B swap (in model channel order), the pixels cast straight
+    into the transposed output."""
+    channels = pixels.shape[3]
+    planes = pixels.transpose(0, 3, 1, 2)
+    if prep.reverse_channel and channels in (3, 4):
+        planes = planes[:, [2, 1, 0, 3][:channels]]
+    out = np.empty(planes.shape, np.float32)
+    np.copyto(out, planes, casting="unsafe")
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are refused by the reader
+        return _normalize(out, prep)
+
+
+def _finite_for_every_pixel(prep: Preprocess, channels: int) -> bool:
+    """Whether every pixel value of every channel preprocesses to a finite value."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = _normalize(np.broadcast_to(np.arange(256, dtype=np.float32), (1, channels, 256)).copy(), prep)
+    return bool(np.isfinite(values).all())
+
+
 def read_image(path: Path, shape: Sequence[int], prep: Preprocess, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """One image as a (1, C, H, W) float32 batch."""
-    _, channels, height, width = shape
-    pixels = _resized(_image_pixels(path, channels, max_pixels), height, width).astype(np.float32)
-    if prep.reverse_channel and channels in (3, 4):
-        pixels = pixels[..., [2, 1, 0, 3][:channels]]
-    bias = np.asarray(prep.bias or (0.0,) * channels, np.float32)
-    scale = np.asarray(prep.scale or (1.0,) * channels, np.float32)
-    return ((pixels - bias) * scale).transpose(2, 0, 1)[None].copy()
+    return preprocess(read_pixels(path, shape, max_pixels), prep)
 
 
 def _samples(values: np.ndarray, shape: Sequence[int], what: str) -> np.ndarray:
@@ -238,8 +270,10 @@ def read_npz(path: Path, inputs: Mapping[str, Sequence[int]]) -> Dict[str, np.nd
     return arrays
 
 
-def read_input_file(path: Path, shape: Sequence[int], prep: Preprocess) -> np.ndarray:
-    """A (n, C, H, W) float32 batch from one calibration file; InputFileError if unusable."""
+def read_decoded(path: Path, shape: Sequence[int], prep: Preprocess) -> np.ndarray:
+    """One calibration file as the data passes keep it (`as_model_input` makes the model's input
+    from it): an image as its uint8 pixels (read_pixels), checked to preprocess to finite
+    values; other files as read_input_file's float32 batch. InputFileError if unusable."""
     suffix = path.suffix.lower()
     if suffix == ".txt":
         return read_text(path, shape)
@@ -249,8 +283,18 @@ def read_input_file(path: Path, shape: Sequence[int], prep: Preprocess) -> np.nd
         raise InputFileError("a .npz file gives every input at once; read it with read_npz")
     if len(shape) != 4:
         raise InputFileError(f"images need an NCHW input; the model's input is {tuple(shape)}")
-    image = read_image(path, shape, prep)
-    _check_finite(image, "the preprocessed image")
-    return image
+    pixels = read_pixels(path, shape)
+    if not _finite_for_every_pixel(prep, shape[1]):  # else this image's values may not be
+        _check_finite(preprocess(pixels, prep), "the preprocessed image")
+    return pixels
 
 
+def as_model_input(decoded: np.ndarray, prep: Preprocess) -> np.ndarray:
+    """The model's float32 input from what read_decoded gives (uint8 only for images' pixels;
+    a batch of them concatenated is preprocessed at once)."""
+    return preprocess(decoded, prep) if decoded.dtype == np.uint8 else decoded
+
+
+def read_input_file(path: Path, shape: Sequence[int], prep: Preprocess) -> np.ndarray:
+    """A (n, C, H, W) float32 batch from one calibration file; InputFileError if unusable."""
+    return as_model_input(read_decoded(path, shape, prep), prep)

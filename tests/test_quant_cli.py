@@ -71,6 +71,31 @@ def test_txt_npy_and_odd_images_are_read(tmp_path):
     assert "9 samples from 7 files, 0 skipped" in result.output
 
 
+def test_batches_of_kept_pixels_and_tensors_are_each_files_input(tmp_path):
+    """Images are kept between passes as uint8 pixels (a quarter of the float input's bytes)
+    and preprocessed when a batch is made, all at once where the batch is all images: the
+    batch holds each file's own read_input_file values, bit for bit, in a batch of images and
+    in one that mixes images with a .npy tensor."""
+    from quantization_cmd.cli_support import KeptArrays, Samples
+
+    rng = np.random.default_rng(3)
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)).save(tmp_path / f"i{k}.png")
+    np.save(tmp_path / "t.npy", rng.normal(size=(1, 3, 6, 5)).astype(np.float32))
+    shape, prep = (1, 3, 6, 5), Preprocess(True, (104.0, 117.5, 123.0), (0.017, 1.0, 1 / 58))
+    files = sorted(tmp_path.glob("i*.png")) + [tmp_path / "t.npy"]
+    samples = Samples([{"x": f} for f in files], {"x": shape}, prep, size=3, kept=KeptArrays(1 << 20))
+    samples.screen()
+    assert samples.kept.used == 3 * 6 * 5 * 3 + 3 * 6 * 5 * 4  # three images' pixels, one tensor's floats
+    batches = [batch["x"] for batch in samples]
+    assert [len(b) for b in batches] == [3, 1]
+    expected = np.concatenate([read_input_file(f, shape, prep) for f in files])
+    assert np.concatenate(batches).tobytes() == expected.tobytes()
+    mixed = Samples([{"x": f} for f in files[1:]], {"x": shape}, prep, size=3, kept=samples.kept)
+    mixed.screen()
+    assert next(iter(mixed))["x"].tobytes() == expected[1:].tobytes()
+
+
 def test_image_conversions_match_the_model_channels(tmp_path):
     Image.new("RGB", (5, 4), (200, 100, 50)).save(tmp_path / "c.png")
     x = read_input_file(tmp_path / "c.png", (1, 3, 4, 5), Preprocess(True, (50, 100, 200), (1, 1, 0.5)))

@@ -42,11 +42,11 @@ def cli(args: List[str], cwd: Path, command: str = "quantization_cmd.cli") -> su
 def test_peak_memory_of_2000_inputs_is_that_of_100(tmp_path):
     """Streaming: 2000 inputs (the held-out images again under other names) peak within 10%
     of 100, with the KL pass (histograms) and the int8 check, beside the decoded inputs kept
-    for the later passes by design (a fixed cap, KEPT_BYTES: here all 2000 16x16 images,
-    2 MB, which alone is 5% of the demo's 42 MB)."""
+    for the later passes by design (a fixed cap, KEPT_BYTES: here all 2000 16x16 images as
+    uint8 pixels, 0.5 MB)."""
     from quantization_cmd.cli_support import KEPT_BYTES
 
-    kept_mb = min(KEPT_BYTES, 2000 * 16 * 16 * 4) / 2 ** 20
+    kept_mb = min(KEPT_BYTES, 2000 * 16 * 16) / 2 ** 20
     peaks = {}
     for count in (100, 2000):
         folder = renamed_copies(DATA / "heldout", tmp_path / f"in{count}", count)
@@ -197,20 +197,21 @@ def test_in_process_shards_run_side_by_side_and_may_split_their_batches():
 def test_later_passes_take_the_kept_inputs_and_decode_only_the_rest(monkeypatch):
     """The screening read keeps the first decoded inputs that fit the budget; later passes
     (and subsets of the same items) decode only the others and give the same batches. Kept
-    arrays are read-only; a shard sent to a worker process carries those of its own items."""
+    arrays are read-only, images' as their uint8 pixels; a shard sent to a worker process
+    carries those of its own items."""
     from quantization_cmd import cli_support
 
     files = sorted((DATA / "calibration").glob("*.png"))[:10]
     shape, prep = (1, 1, 16, 16), Preprocess(scale=(1 / 255,))
     decoded: List[str] = []
-    real = cli_support.read_input_file
-    monkeypatch.setattr(cli_support, "read_input_file", lambda path, *args: decoded.append(path.name) or real(path, *args))
-    one = int(np.prod(shape)) * 4
+    real = cli_support.read_decoded
+    monkeypatch.setattr(cli_support, "read_decoded", lambda path, *args: decoded.append(path.name) or real(path, *args))
+    one = int(np.prod(shape))  # bytes of one image's pixels
     samples = cli_support.Samples([{"input": f} for f in files], {"input": shape}, prep, size=4,
                                   kept=cli_support.KeptArrays(4 * one))
     samples.screen()
     assert len(decoded) == 10 and samples.kept.used == 4 * one
-    fresh = np.concatenate([real(f, shape, prep) for f in files])
+    fresh = np.concatenate([read_input_file(f, shape, prep) for f in files])
     for source in (samples, samples.rebatched(3)):
         decoded.clear()
         np.testing.assert_array_equal(np.concatenate([batch["input"] for batch in source]), fresh)
@@ -219,9 +220,10 @@ def test_later_passes_take_the_kept_inputs_and_decode_only_the_rest(monkeypatch)
         samples.kept.get({"input": files[0]})["input"][...] = 0
     assert samples.kept.get({"input": files[4]}) is None
     (_, head, _), (_, tail, _) = samples.shards(1)[:2]  # items 0-3 (all kept) and 4-7 (none)
-    # the head carries its four arrays (and their keys, which hold the paths) beyond the tail
+    # the head carries its four arrays (and their keys, which hold the paths) beyond the tail,
+    # with at most 128 bytes of pickle's own a kept array
     keys = sum(len(str(f)) for f in files[:4])
-    assert 4 * one < len(pickle.dumps(head)) - len(pickle.dumps(tail)) < 4 * one + keys + one
+    assert 4 * one < len(pickle.dumps(head)) - len(pickle.dumps(tail)) < 4 * one + keys + 4 * 128
     assert all(pickle.loads(pickle.dumps(tail)).kept.get({"input": f}) is None for f in files[4:8])
     decoded.clear()
     sent = pickle.loads(pickle.dumps(head))
