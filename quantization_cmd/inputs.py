@@ -24,7 +24,7 @@ import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SUFFIXES = IMAGE_SUFFIXES + (".txt", ".npy", ".npz")
-#: Images with more pixels are skipped (decompression bombs); see read_image's `max_pixels`.
+#: Images with more pixels are skipped (decompression bombs); see read_pixels' `max_pixels`.
 MAX_PIXELS = 50_000_000
 
 
@@ -158,11 +158,6 @@ def _finite_for_every_pixel(prep: Preprocess, channels: int) -> bool:
     with np.errstate(over="ignore", invalid="ignore"):
         values = _normalize(np.broadcast_to(np.arange(256, dtype=np.float32), (1, channels, 256)).copy(), prep)
     return bool(np.isfinite(values).all())
-
-
-def read_image(path: Path, shape: Sequence[int], prep: Preprocess, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """One image as a (1, C, H, W) float32 batch."""
-    return preprocess(read_pixels(path, shape, max_pixels), prep)
 
 
 def _samples(values: np.ndarray, shape: Sequence[int], what: str) -> np.ndarray:
