@@ -18,7 +18,8 @@ from kernels.threads import openblas_kernels  # noqa: E402
 
 def describe() -> str:
     forced = os.environ.get("OPENBLAS_CORETYPE")
-    line = (f"cores: {os.cpu_count()}, load {os.getloadavg()[0]:.2f}, OpenBLAS kernels: {openblas_kernels() or 'not found'}, "
+    line = (f"cores: {os.cpu_count()}, load {os.getloadavg()[0]:.2f}, "
+            f"OpenBLAS kernels: {openblas_kernels() or 'not found'}, "
             f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
     if forced:
         line += (f"\nnote: OPENBLAS_CORETYPE={forced} is set and chooses those kernels; numpy's own choice on this "
